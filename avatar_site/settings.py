@@ -1,0 +1,242 @@
+"""Settings for avatar_site, read from environment variables.
+
+Defaults give a working site on a fresh checkout: SQLite file, in-memory channel layer and the
+built-in LiveAvatar emulator. DATABASE_URL, REDIS_URL and LIVEAVATAR_API_KEY switch to production
+pieces. Combinations that cannot work are reported by system checks (sessions_app/checks.py).
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Core
+DEBUG = envbool("DJANGO_DEBUG", False)
+# An empty SECRET_KEY is replaced by a development key; check sessions_app.E001 refuses that
+# combination when DEBUG is off and DJANGO_PRODUCTION is set.
+PRODUCTION = envbool("DJANGO_PRODUCTION", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+DEV_SECRET_KEY = "dev-insecure-avatar-site-key-change-me-in-production-0123456789"
+if not SECRET_KEY:
+    SECRET_KEY = DEV_SECRET_KEY
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "sessions_app.middleware.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "avatar_site.urls"
+ASGI_APPLICATION = "avatar_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite file by default, DATABASE_URL (PostgreSQL) in production. Persistent
+# connections matter: with database_sync_to_async every call otherwise reconnects.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the ingest write while the dashboard reads; the timeout rides out short locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Live-server tests need a file database shared between processes.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in-memory (one process) by default, Redis when REDIS_URL is set.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Static files: WhiteNoise serves them, compressed. No hashed names, so that the native ES modules
+# can import each other by relative path.
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Security. HTTPS settings apply when DJANGO_HTTPS says TLS terminates in front of Daphne.
+HTTPS = envbool("DJANGO_HTTPS", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # httpx logs every request line at INFO; keep it quiet.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}
+
+# LiveAvatar. With no API key the built-in emulator is mounted and the client points at it.
+LIVEAVATAR_API_KEY = os.environ.get("LIVEAVATAR_API_KEY", "")
+LIVEAVATAR_EMULATOR = not LIVEAVATAR_API_KEY
+LIVEAVATAR_API_URL = os.environ.get("LIVEAVATAR_API_URL", "https://api.liveavatar.com").rstrip("/")
+# Where the server reaches the emulator. Empty: in process, through httpx's ASGI transport, so no
+# port has to be known. The browser always gets a same-origin URL built from its request.
+LIVEAVATAR_EMULATOR_URL = os.environ.get("LIVEAVATAR_EMULATOR_URL", "").rstrip("/")
+SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"  # Wayne, the only sandbox avatar
+LIVEAVATAR_AVATAR_ID = os.environ.get("LIVEAVATAR_AVATAR_ID", SANDBOX_AVATAR_ID)
+LIVEAVATAR_VOICE_ID = os.environ.get("LIVEAVATAR_VOICE_ID", "")
+LIVEAVATAR_CONTEXT_ID = os.environ.get("LIVEAVATAR_CONTEXT_ID", "")
+LIVEAVATAR_LANGUAGE = os.environ.get("LIVEAVATAR_LANGUAGE", "en")
+LIVEAVATAR_SANDBOX = envbool("LIVEAVATAR_SANDBOX", False)
+LIVEAVATAR_INTERACTIVITY = os.environ.get("LIVEAVATAR_INTERACTIVITY", "CONVERSATIONAL")
+LIVEAVATAR_VIDEO_QUALITY = os.environ.get("LIVEAVATAR_VIDEO_QUALITY", "high")
+LIVEAVATAR_MAX_SESSION_SECONDS = envint("LIVEAVATAR_MAX_SESSION_SECONDS", 600)
+# LiveKit servers the browser may connect to (Content-Security-Policy connect-src).
+LIVEAVATAR_LIVEKIT_HOSTS = envlist("LIVEAVATAR_LIVEKIT_HOSTS", "wss://*.livekit.cloud,https://*.livekit.cloud")
+LIVEAVATAR_TIMEOUT_SECONDS = envfloat("LIVEAVATAR_TIMEOUT_SECONDS", 10.0)
+LIVEAVATAR_MAX_RETRIES = envint("LIVEAVATAR_MAX_RETRIES", 2)
+
+# Emulator: speed factor for simulated speech and timers (tests use a large one), and the
+# LiveKit-style API key/secret its room tokens are signed with.
+EMULATOR_SPEED = envfloat("EMULATOR_SPEED", 1.0)
+EMULATOR_LIVEKIT_API_KEY = os.environ.get("EMULATOR_LIVEKIT_API_KEY", "emulator-key")
+EMULATOR_LIVEKIT_API_SECRET = os.environ.get(
+    "EMULATOR_LIVEKIT_API_SECRET", "emulator-secret-that-is-long-enough-for-hs256-signing"
+)
+
+# Visitors: how many tokens one visitor may mint per minute.
+MINT_RATE_PER_MINUTE = envint("MINT_RATE_PER_MINUTE", 10)
+
+# Ingest of forwarded events.
+INGEST_CREDENTIAL_MAX_AGE = envint("INGEST_CREDENTIAL_MAX_AGE", 6 * 3600)
+INGEST_MAX_MESSAGE_BYTES = envint("INGEST_MAX_MESSAGE_BYTES", 64 * 1024)
+INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 200)
+INGEST_RATE_PER_SECOND = envint("INGEST_RATE_PER_SECOND", 50)
+INGEST_RATE_BURST = envint("INGEST_RATE_BURST", 400)
+
+# Orphans: an active session with no event and no websocket for this long is stopped.
+ORPHAN_GRACE_SECONDS = envint("ORPHAN_GRACE_SECONDS", 120)
+# A token never started is marked expired after this long.
+TOKEN_EXPIRY_SECONDS = envint("TOKEN_EXPIRY_SECONDS", 3600)
+# How often the in-process reaper (make run) looks; 0 turns it off.
+REAPER_INTERVAL_SECONDS = envint("REAPER_INTERVAL_SECONDS", 30)
+
+# REST API
+API_THROTTLE_PER_MINUTE = envint("API_THROTTLE_PER_MINUTE", 120)
+
+if LIVEAVATAR_EMULATOR:
+    INSTALLED_APPS.append("sessions_app.emulator")

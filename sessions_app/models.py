@@ -1,0 +1,188 @@
+"""What the product stores: avatar sessions, the events forwarded from browsers, transcripts, API keys."""
+
+import hashlib
+import secrets
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class SessionStatus(models.TextChoices):
+    CREATED = "created", "Created"  # token minted, not started yet
+    STARTED = "started", "Started"  # browser called /v1/sessions/start
+    ACTIVE = "active", "Active"  # room joined, avatar live
+    ENDED = "ended", "Ended"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"  # token never started
+
+
+# Legal moves of the status machine; anything else is ignored and logged.
+TRANSITIONS = {
+    SessionStatus.CREATED: {SessionStatus.STARTED, SessionStatus.ACTIVE, SessionStatus.ENDED,
+                            SessionStatus.FAILED, SessionStatus.EXPIRED},
+    SessionStatus.STARTED: {SessionStatus.ACTIVE, SessionStatus.ENDED, SessionStatus.FAILED},
+    SessionStatus.ACTIVE: {SessionStatus.ENDED, SessionStatus.FAILED},
+    SessionStatus.ENDED: set(),
+    SessionStatus.FAILED: set(),
+    SessionStatus.EXPIRED: set(),
+}
+LIVE_STATUSES = (SessionStatus.CREATED, SessionStatus.STARTED, SessionStatus.ACTIVE)
+
+
+class AvatarSession(models.Model):
+    """One LiveAvatar conversation, from the token minted on a visit to its end."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    liveavatar_session_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED,
+                              db_index=True)
+    end_reason = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True, help_text="Why minting or the session failed, in plain words.")
+    # The token configuration sent to LiveAvatar (never the API key).
+    config = models.JSONField(default=dict, blank=True)
+    avatar_id = models.CharField(max_length=64, blank=True, db_index=True)
+    is_sandbox = models.BooleanField(default=False)
+    interactivity = models.CharField(max_length=32, default="CONVERSATIONAL")
+    max_session_duration = models.PositiveIntegerField(null=True, blank=True)
+    # Who asked for it: the visitor's Django session key, or the API key's name.
+    visitor_key = models.CharField(max_length=64, blank=True, db_index=True)
+    created_via = models.CharField(max_length=16, default="page")  # page | api
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    # Open forwarding websockets; the orphan reaper leaves sessions with one alone.
+    open_connections = models.IntegerField(default=0)
+
+    # Per-session metrics, recomputed from the transcript when it changes.
+    turn_count = models.PositiveIntegerField(default=0)
+    interruption_count = models.PositiveIntegerField(default=0)
+    median_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    avatar_speaking_ms = models.PositiveIntegerField(default=0)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "last_event_at"])]
+
+    def __str__(self):
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.ended_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def group_name(self) -> str:
+        """Channel-layer group of everyone watching this session live."""
+        return f"session-{self.id}"
+
+
+class EventSource(models.TextChoices):
+    SERVER = "server", "LiveAvatar server event"  # received on agent-response
+    COMMAND = "command", "Command sent"  # published on agent-control
+    CLIENT = "client", "Page lifecycle"  # the page's own events (started, mic, errors, ...)
+
+
+class SessionEvent(models.Model):
+    """One forwarded event, kept exactly as received. Evidence: never edited."""
+
+    session = models.ForeignKey(AvatarSession, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField(help_text="The page's per-session sequence number.")
+    event_id = models.CharField(max_length=128, blank=True)
+    event_type = models.CharField(max_length=96, db_index=True)
+    source = models.CharField(max_length=16, choices=EventSource.choices)
+    payload = models.JSONField()
+    client_ts = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="event_unique_seq"),
+            models.UniqueConstraint(fields=["session", "source", "event_id"], name="event_unique_event_id",
+                                    condition=~models.Q(event_id="")),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.event_type}"
+
+
+class Speaker(models.TextChoices):
+    USER = "user", "User"
+    AVATAR = "avatar", "Avatar"
+
+
+class TranscriptOrigin(models.TextChoices):
+    BROWSER = "browser", "Forwarded by the browser"
+    LIVEAVATAR = "liveavatar", "Fetched from LiveAvatar"
+
+
+class TranscriptEntry(models.Model):
+    """One utterance, in spoken order."""
+
+    session = models.ForeignKey(AvatarSession, on_delete=models.CASCADE, related_name="transcript")
+    position = models.PositiveIntegerField()
+    speaker = models.CharField(max_length=8, choices=Speaker.choices)
+    text = models.TextField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    interrupted = models.BooleanField(default=False)
+    from_chunks = models.BooleanField(default=False, help_text="Built from partial chunks: no final arrived.")
+    origin = models.CharField(max_length=16, choices=TranscriptOrigin.choices, default=TranscriptOrigin.BROWSER)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True,
+                                             help_text="Avatar turns: user stopped speaking → avatar started.")
+
+    class Meta:
+        ordering = ["session", "position"]
+        constraints = [models.UniqueConstraint(fields=["session", "position"], name="transcript_unique_position")]
+
+    def __str__(self):
+        return f"{self.speaker}: {self.text[:60]}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A key for the REST API. Only its SHA-256 is stored; the key is shown once, at creation."""
+
+    SCOPES = ("sessions:read", "sessions:write")
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def create(cls, name: str, scopes: list[str]) -> tuple["ApiKey", str]:
+        """Create a key; returns the row and the raw key, which is not stored anywhere."""
+        raw = "ak_" + secrets.token_urlsafe(32)
+        key = cls.objects.create(name=name, prefix=raw[:10], key_hash=cls.hash(raw), scopes=sorted(set(scopes)))
+        return key, raw
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
