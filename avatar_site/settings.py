@@ -121,8 +121,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Live-server tests need a file database shared between processes.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # Live-server tests need a file database shared between processes. TEST_DB_SUFFIX lets
+    # several test runs on one machine keep apart.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db{os.environ.get('TEST_DB_SUFFIX', '')}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_avatar_site{os.environ.get('TEST_DB_SUFFIX', '').replace('-', '_')}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-memory (one process) by default, Redis when REDIS_URL is set.
@@ -159,7 +162,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = DEBUG
+# Serve from the source folders instead of STATIC_ROOT (development and test servers).
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", DEBUG)
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
 
 # Security. HTTPS settings apply when DJANGO_HTTPS says TLS terminates in front of Daphne.
 HTTPS = envbool("DJANGO_HTTPS", False)

@@ -1,0 +1,1 @@
+"""Admin for REST API keys. (Filled by issue 5.)"""
