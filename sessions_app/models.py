@@ -167,6 +167,10 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The per-key throttle's one-minute window, counted on the row itself so that every Daphne
+    # process sees the same count (the default cache is per process).
+    window_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    window_requests = models.PositiveIntegerField(default=0, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
