@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    # django-ninja: its templates and static files serve the API docs offline (no CDN).
+    "ninja",
     "sessions_app",
 ]
 
