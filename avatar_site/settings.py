@@ -217,6 +217,8 @@ LIVEAVATAR_LIVEKIT_HOSTS = envlist("LIVEAVATAR_LIVEKIT_HOSTS", "wss://*.livekit.
 LIVEAVATAR_TIMEOUT_SECONDS = envfloat("LIVEAVATAR_TIMEOUT_SECONDS", 10.0)
 LIVEAVATAR_MAX_RETRIES = envint("LIVEAVATAR_MAX_RETRIES", 2)
 
+# The emulator wants an API key too; the client sends this one to it, never the real key.
+EMULATOR_API_KEY = "emulator-api-key"
 # Emulator: speed factor for simulated speech and timers (tests use a large one), and the
 # LiveKit-style API key/secret its room tokens are signed with.
 EMULATOR_SPEED = envfloat("EMULATOR_SPEED", 1.0)
@@ -241,6 +243,10 @@ ORPHAN_GRACE_SECONDS = envint("ORPHAN_GRACE_SECONDS", 120)
 TOKEN_EXPIRY_SECONDS = envint("TOKEN_EXPIRY_SECONDS", 3600)
 # How often the in-process reaper (make run) looks; 0 turns it off.
 REAPER_INTERVAL_SECONDS = envint("REAPER_INTERVAL_SECONDS", 30)
+
+# Benchmarks only (make bench): mounts a bare echo websocket at /ws/bench/echo/ as the baseline
+# the ingest is measured against. Never set it in production (check sessions_app.W003).
+BENCH_ECHO = envbool("BENCH_ECHO", False)
 
 # REST API
 API_THROTTLE_PER_MINUTE = envint("API_THROTTLE_PER_MINUTE", 120)
