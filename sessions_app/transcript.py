@@ -1,0 +1,216 @@
+"""Forwarded events → transcript entries and per-turn metrics. Pure functions: no database, no clock.
+
+Input is the forwarding protocol's items in seq order: `{"seq", "ts" (ms since epoch), "source", "event"}`.
+LiveAvatar's event order is only loosely specified (API.md §3.5, §6), so the rules here accept both
+chunk spellings, a final transcription before or after speech, and interrupts that may or may not be
+followed by `avatar.speak_ended`.
+"""
+
+import re
+import statistics
+from dataclasses import dataclass, field
+
+USER_CHUNKS = {"user.transcription.chunk", "user.transcription_chunk"}
+AVATAR_CHUNKS = {"avatar.transcription.chunk", "avatar.transcription_chunk"}
+STOPS = {"session.stopped", "session_stopped", "client.stopped"}
+# Events that can change the transcript; a batch without any of them leaves it as it is.
+TRANSCRIPT_EVENTS = USER_CHUNKS | AVATAR_CHUNKS | STOPS | {
+    "user.speak_started", "user.speak_ended", "user.transcription",
+    "avatar.speak_started", "avatar.speak_ended", "avatar.transcription", "avatar.interrupt",
+}
+
+
+@dataclass
+class _Turn:
+    speaker: str
+    order: int  # creation order, breaks ties between equal start times
+    first_ts: int | None = None
+    started_at: int | None = None
+    ended_at: int | None = None
+    final: str | None = None
+    chunks: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    latency_ms: int | None = None
+
+    @property
+    def speaking(self) -> bool:
+        return self.started_at is not None and self.ended_at is None
+
+    def text(self) -> str:
+        if self.final is not None:
+            return self.final.strip()
+        if self.speaker == "user":  # user chunks are cumulative: the last one holds it all
+            return self.chunks[-1].strip() if self.chunks else ""
+        return _join_increments(self.chunks)
+
+
+def _join_increments(chunks: list[str]) -> str:
+    return re.sub(r"\s+", " ", " ".join(chunk.strip() for chunk in chunks)).strip()
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+class _Builder:
+    def __init__(self):
+        self.turns: list[_Turn] = []
+        self.user: _Turn | None = None  # the user turn still waiting for its final transcription
+        self.avatar_queue: list[_Turn] = []  # avatar turns transcribed but not yet spoken
+        self.avatar_speaking: _Turn | None = None
+        self.avatar_last: _Turn | None = None  # the avatar turn that spoke last
+        self.user_ended_at: int | None = None  # for latency: when the user last stopped speaking
+
+    def new(self, speaker: str, ts: int) -> _Turn:
+        turn = _Turn(speaker=speaker, order=len(self.turns), first_ts=ts)
+        self.turns.append(turn)
+        return turn
+
+    # user side
+    def user_turn(self, ts: int) -> _Turn:
+        if self.user is None:
+            self.user = self.new("user", ts)
+        return self.user
+
+    def on_user_speak_started(self, ts):
+        if self.user is not None and self.user.ended_at is not None:
+            self.user = None  # the previous turn never got a final: its chunks stand
+        turn = self.user_turn(ts)
+        turn.started_at = turn.started_at or ts
+
+    def on_user_speak_ended(self, ts):
+        self.user_turn(ts).ended_at = ts
+        self.user_ended_at = ts
+
+    def on_user_chunk(self, ts, text):
+        self.user_turn(ts).chunks.append(text)
+
+    def on_user_final(self, ts, text):
+        self.user_turn(ts).final = text
+        self.user = None
+
+    # avatar side
+    def on_avatar_final(self, ts, text):
+        turn = self.avatar_speaking
+        if turn is None and self.avatar_last is not None and self.avatar_last.final is None \
+                and not self.avatar_queue and self.user is None:
+            turn = self.avatar_last  # final sent after the speech it belongs to
+        if turn is None or turn.final is not None:
+            turn = self.new("avatar", ts)
+            self.avatar_queue.append(turn)
+        turn.final = text
+
+    def on_avatar_speak_started(self, ts):
+        self.on_avatar_speak_ended(ts)  # a new start closes a turn whose end was never sent
+        turn = self.avatar_queue.pop(0) if self.avatar_queue else self.new("avatar", ts)
+        turn.started_at = ts
+        if self.user_ended_at is not None:
+            turn.latency_ms = max(0, ts - self.user_ended_at)
+            self.user_ended_at = None
+        self.avatar_speaking = self.avatar_last = turn
+
+    def on_avatar_chunk(self, ts, text):
+        turn = self.avatar_speaking or (self.avatar_queue[0] if self.avatar_queue else None)
+        if turn is None:
+            turn = self.new("avatar", ts)
+            self.avatar_queue.append(turn)
+        turn.chunks.append(text)
+
+    def on_avatar_speak_ended(self, ts, cut_short=False):
+        turn = self.avatar_speaking
+        if turn is None:
+            return
+        turn.ended_at = ts
+        # Speech that stopped before the text was all said was cut short (chunks are what was said).
+        if cut_short or (turn.final is not None and turn.chunks
+                         and _words(_join_increments(turn.chunks)) < _words(turn.final)):
+            turn.interrupted = True
+        self.avatar_speaking = None
+
+    def on_interrupt(self, ts):
+        if self.avatar_speaking is not None:
+            self.avatar_speaking.interrupted = True
+        # The interrupt also clears everything queued: those texts are never spoken.
+        for turn in self.avatar_queue:
+            self.turns.remove(turn)
+        self.avatar_queue.clear()
+
+    def on_stop(self, ts):
+        self.on_avatar_speak_ended(ts, cut_short=True)
+
+
+def _fold(items: list[dict]) -> list[_Turn]:
+    builder = _Builder()
+    for item in items:
+        event = item.get("event") or {}
+        kind = event.get("event_type", "")
+        ts = item.get("ts") or 0
+        text = event.get("text") if isinstance(event.get("text"), str) else ""
+        if kind == "user.speak_started":
+            builder.on_user_speak_started(ts)
+        elif kind == "user.speak_ended":
+            builder.on_user_speak_ended(ts)
+        elif kind in USER_CHUNKS:
+            builder.on_user_chunk(ts, text)
+        elif kind == "user.transcription":
+            builder.on_user_final(ts, text)
+        elif kind == "avatar.transcription":
+            builder.on_avatar_final(ts, text)
+        elif kind in AVATAR_CHUNKS:
+            builder.on_avatar_chunk(ts, text)
+        elif kind == "avatar.speak_started":
+            builder.on_avatar_speak_started(ts)
+        elif kind == "avatar.speak_ended":
+            builder.on_avatar_speak_ended(ts)
+        elif kind == "avatar.interrupt" and item.get("source") == "command":
+            builder.on_interrupt(ts)
+        elif kind in STOPS:
+            builder.on_stop(ts)
+    return builder.turns
+
+
+def build(items: list[dict]) -> list[dict]:
+    """Transcript entries in spoken order: one per utterance that has any text.
+
+    An entry is `from_chunks` when no final transcription arrived (yet); such an entry is replaced in
+    place when the final comes, so a live view never shows one utterance twice.
+    """
+    turns = [t for t in _fold(items) if t.text()]
+    turns.sort(key=lambda t: (t.started_at if t.started_at is not None else t.first_ts, t.order))
+    return [
+        {
+            "position": position,
+            "speaker": turn.speaker,
+            "text": turn.text(),
+            "started_at": turn.started_at if turn.started_at is not None else turn.first_ts,
+            "ended_at": turn.ended_at,
+            "interrupted": turn.interrupted,
+            "from_chunks": turn.final is None,
+            "latency_ms": turn.latency_ms if turn.speaker == "avatar" else None,
+        }
+        for position, turn in enumerate(turns, start=1)
+    ]
+
+
+def metrics(entries: list[dict]) -> dict:
+    """Per-session figures from transcript entries (as `build` returns them, or model rows as dicts)."""
+    avatar = [e for e in entries if e["speaker"] == "avatar"]
+    latencies = [e["latency_ms"] for e in avatar if e.get("latency_ms") is not None]
+    speaking = sum(_ms(e["ended_at"]) - _ms(e["started_at"]) for e in avatar
+                   if e["started_at"] is not None and e["ended_at"] is not None)
+    return {
+        "turn_count": len(entries),
+        "interruption_count": sum(1 for e in avatar if e["interrupted"]),
+        "median_latency_ms": round(statistics.median(latencies)) if latencies else None,
+        "avatar_speaking_ms": max(0, round(speaking)),
+    }
+
+
+def _ms(value) -> float:
+    """Times are ms integers from `build`, or datetimes from the database."""
+    return value.timestamp() * 1000 if hasattr(value, "timestamp") else value
+
+
+def normalized(text: str) -> str:
+    """Text compared loosely: what LiveAvatar stored may differ from what was forwarded in case and punctuation."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())

@@ -1,0 +1,83 @@
+"""Transcript rules, on a replayed recorded conversation and on the awkward orders LiveAvatar allows."""
+
+import json
+from pathlib import Path
+
+from sessions_app import transcript
+
+FIXTURE = Path(__file__).parent / "fixtures" / "conversation.json"
+T = 1764081234000
+
+
+def conversation() -> list[dict]:
+    return json.loads(FIXTURE.read_text())["events"]
+
+
+def item(seq, dt, event_type, source="server", **fields):
+    return {"seq": seq, "ts": T + dt, "source": source, "event": {"event_type": event_type, **fields}}
+
+
+# What the fixture conversation must give, utterance by utterance: (speaker, text, start, end, interrupted,
+# from_chunks, latency) with times relative to the first event.
+EXPECTED = [
+    ("avatar", "Hello! I'm Wayne. How can I help you today?", 1000, 3500, False, False, None),
+    ("user", "What are your hours?", 5000, 6500, False, False, None),
+    ("avatar", "We're open nine to five, Monday to Friday.", 7400, 8650, True, False, 900),
+    ("user", "And on Saturdays", 8500, 9800, False, True, None),
+    ("avatar", "On Saturdays we open at ten.", 10400, 12400, False, False, 600),
+    ("user", "Thanks, bye.", 14000, 15000, False, False, None),
+    ("avatar", "Goodbye!", 16600, 17400, False, False, 1600),
+]
+
+
+def test_it_builds_the_recorded_conversation_exactly():
+    entries = transcript.build(conversation())
+    got = [(e["speaker"], e["text"], e["started_at"] - T, e["ended_at"] - T, e["interrupted"], e["from_chunks"],
+            e["latency_ms"]) for e in entries]
+    assert got == EXPECTED
+    assert [e["position"] for e in entries] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_it_measures_the_recorded_conversation_exactly():
+    assert transcript.metrics(transcript.build(conversation())) == {
+        "turn_count": 7, "interruption_count": 1, "median_latency_ms": 900, "avatar_speaking_ms": 6550,
+    }
+
+
+def test_chunks_are_replaced_by_the_final_not_doubled():
+    items = [item(1, 0, "user.speak_started"), item(2, 100, "user.transcription.chunk", text="hel"),
+             item(3, 200, "user.transcription.chunk", text="hello there")]
+    [live] = transcript.build(items)
+    assert (live["text"], live["from_chunks"]) == ("hello there", True)
+    items += [item(4, 300, "user.speak_ended"), item(5, 400, "user.transcription", text="Hello there.")]
+    [final] = transcript.build(items)
+    assert (final["position"], final["text"], final["from_chunks"]) == (1, "Hello there.", False)
+
+
+def test_avatar_chunks_alone_make_an_entry_and_a_stop_mid_speech_marks_it_interrupted():
+    items = [item(1, 0, "avatar.speak_started"), item(2, 100, "avatar.transcription_chunk", text="Our shop"),
+             item(3, 200, "avatar.transcription_chunk", text="opens at"),
+             item(4, 300, "session.stopped", end_reason="MAX_DURATION_REACHED")]
+    [entry] = transcript.build(items)
+    assert (entry["text"], entry["from_chunks"], entry["interrupted"], entry["ended_at"]) == \
+        ("Our shop opens at", True, True, T + 300)
+
+
+def test_a_final_sent_after_the_speech_joins_that_turn():
+    items = [item(1, 0, "avatar.speak_started"), item(2, 100, "avatar.transcription.chunk", text="Hi"),
+             item(3, 200, "avatar.speak_ended"), item(4, 250, "avatar.transcription", text="Hi")]
+    assert [(e["text"], e["from_chunks"]) for e in transcript.build(items)] == [("Hi", False)]
+
+
+def test_an_interrupt_drops_queued_replies_that_were_never_spoken():
+    items = [item(1, 0, "avatar.transcription", text="One."), item(2, 10, "avatar.transcription", text="Two."),
+             item(3, 20, "avatar.speak_started"), item(4, 30, "avatar.interrupt", source="command"),
+             item(5, 40, "avatar.speak_ended")]
+    assert [(e["text"], e["interrupted"]) for e in transcript.build(items)] == [("One.", True)]
+
+
+def test_silence_without_words_makes_no_entry():
+    items = [item(1, 0, "user.speak_started"), item(2, 100, "user.speak_ended"),
+             item(3, 200, "avatar.speak_started"), item(4, 300, "avatar.speak_ended")]
+    assert transcript.build(items) == []
+    assert transcript.metrics([])["median_latency_ms"] is None
