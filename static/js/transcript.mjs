@@ -1,0 +1,92 @@
+// The live transcript as a list of utterances, built from parsed server events (events.mjs).
+// User chunks are cumulative (each one is the whole utterance so far), avatar chunks are
+// incremental (each one adds words), and a final transcription replaces the partial bubble.
+// An avatar bubble stays open until avatar.speak_ended so that chunks arriving after its final
+// text (speak_text sends the final first) do not start a second bubble.
+
+export class Transcript {
+  constructor() {
+    this.entries = [];
+    this.open = { user: null, avatar: null };
+    // A bubble closed by speak_ended while still partial: its final may follow.
+    this.awaitingFinal = { user: null, avatar: null };
+  }
+
+  /** Apply one parsed event; returns the entry it created or changed, or null. */
+  apply(event) {
+    switch (event.type) {
+      case "user.transcription.chunk":
+        return this.#chunk("user", event.text ?? "", (_, text) => text);
+      case "avatar.transcription.chunk":
+        return this.#chunk("avatar", event.text ?? "", joinWords);
+      case "user.transcription":
+        this.awaitingFinal.avatar = null;
+        return this.#final("user", event.text ?? "", false);
+      case "avatar.transcription":
+        return this.#final("avatar", event.text ?? "", true);
+      case "user.speak_started":
+        this.awaitingFinal.avatar = null;
+        return null;
+      case "avatar.speak_started":
+        this.awaitingFinal.avatar = null;
+        return null;
+      case "avatar.speak_ended":
+        return this.#close("avatar");
+      default:
+        return null;
+    }
+  }
+
+  /** The visitor interrupted: the avatar's current (or last) utterance was cut short. */
+  markInterrupted() {
+    const entry = this.open.avatar ?? this.awaitingFinal.avatar;
+    if (!entry) return null;
+    entry.interrupted = true;
+    return entry;
+  }
+
+  #chunk(speaker, text, merge) {
+    let entry = this.open[speaker];
+    if (entry?.final) return speaker === "avatar" ? null : this.#add(speaker, text);
+    this.awaitingFinal[speaker] = null;
+    if (!entry) return this.#add(speaker, merge("", text).trimStart());
+    entry.text = merge(entry.text, text);
+    return entry;
+  }
+
+  #final(speaker, text, keepOpen) {
+    const open = this.open[speaker];
+    let entry = open && !open.final ? open : this.awaitingFinal[speaker];
+    this.awaitingFinal[speaker] = null;
+    if (entry) {
+      entry.text = text;
+      entry.final = true;
+      if (entry !== open) return entry;
+    } else {
+      entry = this.#add(speaker, text, true);
+    }
+    this.open[speaker] = keepOpen ? entry : null;
+    return entry;
+  }
+
+  #close(speaker) {
+    const entry = this.open[speaker];
+    this.open[speaker] = null;
+    if (entry && !entry.final) this.awaitingFinal[speaker] = entry;
+    return null;
+  }
+
+  #add(speaker, text, final = false) {
+    const entry = { id: this.entries.length + 1, speaker, text, final, interrupted: false };
+    this.entries.push(entry);
+    this.open[speaker] = entry;
+    return entry;
+  }
+}
+
+// Incremental chunks are words or pieces of words; put a space between two words unless one side
+// already has it or the new piece is punctuation.
+function joinWords(previous, piece) {
+  if (!previous || /\s$/.test(previous) || /^[\s.,!?;:)]/.test(piece)) return previous + piece;
+  return `${previous} ${piece}`;
+}
