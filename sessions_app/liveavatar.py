@@ -1,0 +1,264 @@
+"""Async client of the LiveAvatar REST API (FULL mode), see ../shared/liveavatar/API.md.
+
+Contract relied on:
+- Base URL + `/v1/...`; JSON bodies wrapped in `{code, data, message}`. Success is any HTTP 2xx,
+  whatever the envelope code (the docs say 100, the SDK 1000); unwrapped bodies are accepted too.
+- `X-API-KEY` authenticates everything except `/v1/sessions/start`, which takes only
+  `Authorization: Bearer <session token>`. Stop and keep-alive take either.
+- Errors carry the same envelope (`message`, 4-digit `code`) or FastAPI's `{detail: [{msg}]}`.
+
+Every failure becomes one `LiveAvatarError`. Retries: calls that are safe to repeat (GETs,
+keep-alive, stop) are retried on network errors, timeouts, 429 and 5xx. Token minting and start
+are not idempotent (each mints a session or escrows credits), so they are retried only when the
+request certainly had no effect: a refused connection, or a 429. A 429 waits for `Retry-After`
+when that is short; a longer wait is not worth holding a visitor's page for, so it fails at once.
+
+The API key lives only in the request headers: never in logs, exceptions or reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+
+import httpx
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+EMULATOR_BASE_URL = "http://127.0.0.1/liveavatar-emulator"
+# Longest Retry-After we wait for; beyond it the caller gets a rate_limited error at once.
+MAX_RETRY_AFTER_SECONDS = 5.0
+BACKOFF_SECONDS = 0.25
+
+_VISITOR_MESSAGES = {
+    "auth": "The avatar service did not accept this site's credentials. The site owner needs to fix its API key.",
+    "no_credits": "The avatar service has no conversation credits left for this site. Please try again later.",
+    "rate_limited": "The avatar service is busy right now. Please try again in a minute.",
+    "unavailable": "The avatar service is not available right now. Please try again in a few minutes.",
+    "timeout": "The avatar service is taking too long to answer. Please try again in a few minutes.",
+}
+_DEFAULT_VISITOR_MESSAGE = "The avatar could not be set up because of a problem on our side. Please try again later."
+
+
+class LiveAvatarError(Exception):
+    """A failed LiveAvatar call.
+
+    `kind` is one of: auth, no_credits, validation, not_found, rate_limited, unavailable, timeout,
+    bad_response, error.
+    """
+
+    def __init__(self, message: str, *, kind: str, status: int | None = None, code: int | None = None,
+                 retry_after: float | None = None, sent: bool = True):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        # False when the request certainly never reached LiveAvatar (no connection), so any call may be retried.
+        self.sent = sent
+
+    def __str__(self):
+        details = ", ".join(f"{name} {value}" for name, value in (("HTTP", self.status), ("code", self.code))
+                            if value is not None)
+        return f"{self.message} ({self.kind}{', ' + details if details else ''})"
+
+    @property
+    def visitor_message(self) -> str:
+        """What went wrong, in words a visitor understands."""
+        return _VISITOR_MESSAGES.get(self.kind, _DEFAULT_VISITOR_MESSAGE)
+
+
+def _kind_for(status: int, message: str) -> str:
+    if status == 402 or "credit" in message.lower():
+        return "no_credits"
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    if status in (400, 409, 422):
+        return "validation"
+    if status >= 500:
+        return "unavailable"
+    return "error"
+
+
+def _error_message(response: httpx.Response) -> tuple[str, int | None]:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}", None
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}", None
+    code = body.get("code") if isinstance(body.get("code"), int) else None
+    if body.get("message"):
+        return str(body["message"]), code
+    if isinstance(body.get("detail"), list):
+        return "; ".join(str(item.get("msg", item)) for item in body["detail"] if isinstance(item, dict)), code
+    return str(body.get("detail") or body.get("error") or f"HTTP {response.status_code}"), code
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class LiveAvatarClient:
+    """One LiveAvatar account (or the emulator). Cheap to build; opens a connection per call."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float | None = None,
+                 max_retries: int | None = None, transport: httpx.AsyncBaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        seconds = settings.LIVEAVATAR_TIMEOUT_SECONDS if timeout is None else timeout
+        self.timeout = httpx.Timeout(seconds, connect=min(5.0, seconds))
+        self.max_retries = settings.LIVEAVATAR_MAX_RETRIES if max_retries is None else max_retries
+        self.transport = transport
+
+    def __repr__(self):
+        return f"<LiveAvatarClient {self.base_url}>"
+
+    # Sessions
+
+    async def create_token(self, config: dict) -> dict:
+        """POST /v1/sessions/token: mint a session token. Returns {session_id, session_token}."""
+        return await self._request("POST", "/v1/sessions/token", json=config, idempotent=False)
+
+    async def start(self, session_token: str) -> dict:
+        """POST /v1/sessions/start (Bearer only). Returns session_id, livekit_url, livekit_client_token, ..."""
+        return await self._request("POST", "/v1/sessions/start", bearer=session_token, idempotent=False)
+
+    async def keep_alive(self, session_id: str | None = None, session_token: str | None = None) -> None:
+        """POST /v1/sessions/keep-alive, with the session token when given, else the API key + session_id."""
+        body = {} if session_token else {"session_id": session_id}
+        await self._request("POST", "/v1/sessions/keep-alive", json=body, bearer=session_token)
+
+    async def stop(self, session_id: str | None = None, session_token: str | None = None,
+                   reason: str = "USER_CLOSED") -> None:
+        """POST /v1/sessions/stop. A 404 (session already gone) raises kind "not_found"."""
+        body = {"reason": reason} if session_token else {"session_id": session_id, "reason": reason}
+        await self._request("POST", "/v1/sessions/stop", json=body, bearer=session_token)
+
+    async def get_session(self, session_id: str) -> dict:
+        """GET /v1/sessions/{id}: one session entry (with end_reason once it has ended)."""
+        return await self._request("GET", f"/v1/sessions/{session_id}")
+
+    async def list_sessions(self, type: str = "active", page: int = 1, page_size: int = 20) -> dict:
+        """GET /v1/sessions: {count, next, previous, results} of active or historic sessions."""
+        return await self._request("GET", "/v1/sessions", params={"type": type, "page": page, "page_size": page_size})
+
+    async def transcript(self, session_id: str, start_timestamp: int | None = None) -> dict:
+        """GET /v1/sessions/{id}/transcript: {session_active, next_timestamp, transcript_data}."""
+        params = {"start_timestamp": start_timestamp} if start_timestamp is not None else None
+        return await self._request("GET", f"/v1/sessions/{session_id}/transcript", params=params)
+
+    # Account resources
+
+    async def list_avatars(self, public: bool = False, page: int = 1, page_size: int = 20) -> dict:
+        """GET /v1/avatars (or /v1/avatars/public)."""
+        path = "/v1/avatars/public" if public else "/v1/avatars"
+        return await self._request("GET", path, params={"page": page, "page_size": page_size})
+
+    async def list_voices(self, page: int = 1, page_size: int = 20) -> dict:
+        """GET /v1/voices."""
+        return await self._request("GET", "/v1/voices", params={"page": page, "page_size": page_size})
+
+    async def list_contexts(self, page: int = 1, page_size: int = 20) -> dict:
+        """GET /v1/contexts."""
+        return await self._request("GET", "/v1/contexts", params={"page": page, "page_size": page_size})
+
+    async def list_languages(self) -> list:
+        """GET /v1/languages: [{language, code}]."""
+        return await self._request("GET", "/v1/languages")
+
+    # The one place that talks HTTP
+
+    async def _request(self, method: str, path: str, *, json: dict | None = None, params: dict | None = None,
+                       bearer: str | None = None, idempotent: bool = True):
+        headers = {"Accept": "application/json", "User-Agent": "avatar_site"}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        else:
+            headers["X-API-KEY"] = self._api_key
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self.transport) as http:
+            attempt = 0
+            while True:
+                error = await self._attempt(http, method, path, headers, json, params)
+                if not isinstance(error, LiveAvatarError):
+                    return error
+                delay = self._retry_delay(error, attempt, idempotent)
+                if delay is None:
+                    raise error
+                attempt += 1
+                logger.warning("LiveAvatar %s %s failed (%s); retry %d in %.2fs", method, path, error, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, http, method, path, headers, json, params):
+        """One HTTP exchange: the unwrapped data on success, else the LiveAvatarError (not raised)."""
+        try:
+            response = await http.request(method, path, headers=headers, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            return LiveAvatarError(f"LiveAvatar did not answer in time: {type(exc).__name__}", kind="timeout",
+                                   sent=not isinstance(exc, httpx.ConnectTimeout))
+        except httpx.TransportError as exc:
+            return LiveAvatarError(f"LiveAvatar unreachable: {type(exc).__name__}", kind="unavailable",
+                                   sent=not isinstance(exc, httpx.ConnectError))
+        if response.is_success:
+            if not response.content:
+                return None
+            try:
+                body = response.json()
+            except ValueError:
+                return LiveAvatarError("LiveAvatar answered with something that is not JSON", kind="bad_response",
+                                       status=response.status_code)
+            if isinstance(body, dict) and "code" in body and "data" in body:
+                return body["data"]
+            return body
+        message, code = _error_message(response)
+        return LiveAvatarError(message, kind=_kind_for(response.status_code, message), status=response.status_code,
+                               code=code, retry_after=_retry_after(response))
+
+    def _retry_delay(self, error: LiveAvatarError, attempt: int, idempotent: bool) -> float | None:
+        """Seconds to wait before trying again, or None to give up."""
+        if attempt >= self.max_retries:
+            return None
+        if error.kind == "rate_limited":
+            if error.retry_after is None:
+                return BACKOFF_SECONDS * 2**attempt
+            return error.retry_after if error.retry_after <= MAX_RETRY_AFTER_SECONDS else None
+        if not error.sent:
+            return BACKOFF_SECONDS * 2**attempt
+        if idempotent and (error.kind in ("timeout", "unavailable")):
+            return BACKOFF_SECONDS * 2**attempt
+        return None
+
+
+def get_client(transport: httpx.AsyncBaseTransport | None = None) -> LiveAvatarClient:
+    """The client for the configured backend: the real LiveAvatar, or the built-in emulator.
+
+    The emulator gets its own key (settings.EMULATOR_API_KEY), so the real key only ever goes to
+    LiveAvatar. Without LIVEAVATAR_EMULATOR_URL the emulator is reached in process.
+    """
+    if not settings.LIVEAVATAR_EMULATOR:
+        return LiveAvatarClient(settings.LIVEAVATAR_API_URL, settings.LIVEAVATAR_API_KEY, transport=transport)
+    if settings.LIVEAVATAR_EMULATOR_URL:
+        return LiveAvatarClient(settings.LIVEAVATAR_EMULATOR_URL, settings.EMULATOR_API_KEY, transport=transport)
+    if transport is None:
+        from avatar_site.asgi import application
+
+        transport = httpx.ASGITransport(app=application)
+    return LiveAvatarClient(EMULATOR_BASE_URL, settings.EMULATOR_API_KEY, transport=transport)
