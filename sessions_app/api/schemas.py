@@ -1,0 +1,126 @@
+"""Request and response shapes of the REST API; the OpenAPI document is generated from these."""
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from django.conf import settings
+from ninja import Field, Schema
+from ninja.pagination import PageNumberPagination
+from pydantic import ConfigDict, field_validator
+
+from ..models import EventSource, SessionStatus, Speaker, TranscriptOrigin
+
+
+class ErrorOut(Schema):
+    error: str = Field(description="A stable code, e.g. not_found, unauthorized, validation_error.")
+    message: str = Field(description="What went wrong, in words.")
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Naive means UTC; a time that cannot be put in UTC (year 1 minus an offset) is invalid."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("date out of range") from None
+
+
+class SessionFilters(Schema):
+    status: SessionStatus | None = Field(None, description="Only sessions in this status.")
+    created_after: dt.datetime | None = Field(None, description="Created at or after this time (ISO 8601).")
+    created_before: dt.datetime | None = Field(None, description="Created before this time (ISO 8601).")
+    # No NUL: PostgreSQL refuses it in text.
+    q: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00]*$",
+                          description="Text that appears in the session's transcript (case-insensitive).")
+
+    _to_utc = field_validator("created_after", "created_before")(_utc)
+
+
+class SessionCreateIn(Schema):
+    """Overrides of the site's LiveAvatar settings for this one session; all optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["en", "fr"],
+                                 description="Language of the avatar (ISO code).")
+    sandbox: bool | None = Field(None, description="A free, short sandbox session (sandbox avatar only).")
+    interactivity: Literal["CONVERSATIONAL", "PUSH_TO_TALK"] | None = None
+    max_session_duration: int | None = Field(
+        None, ge=30, le=settings.LIVEAVATAR_MAX_SESSION_SECONDS,
+        description=f"Seconds; at most LIVEAVATAR_MAX_SESSION_SECONDS ({settings.LIVEAVATAR_MAX_SESSION_SECONDS}).")
+
+
+class SessionCreatedOut(Schema):
+    session_id: uuid.UUID
+    liveavatar_session_id: str | None
+    session_token: str = Field(description="For POST {liveavatar_api_url}/v1/sessions/start (Bearer).")
+    liveavatar_api_url: str
+    events_url: str = Field(description="Websocket for forwarding events, credential included: open as is.")
+    events_http_url: str = Field(description="The same for HTTP batches (POST {\"events\": [...]}).")
+    interactivity: str
+    max_session_duration: int | None
+    is_sandbox: bool
+
+
+class SessionOut(Schema):
+    id: uuid.UUID
+    liveavatar_session_id: str | None
+    status: SessionStatus
+    end_reason: str
+    error: str
+    is_sandbox: bool
+    interactivity: str
+    max_session_duration: int | None
+    avatar_id: str
+    created_via: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    last_event_at: dt.datetime | None
+    duration_seconds: float | None
+    turn_count: int
+    interruption_count: int
+    median_latency_ms: int | None
+    avatar_speaking_ms: int
+
+
+class TranscriptEntryOut(Schema):
+    position: int
+    speaker: Speaker
+    text: str
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    interrupted: bool
+    partial: bool = Field(alias="from_chunks", description="Built from partial chunks: no final text arrived.")
+    origin: TranscriptOrigin
+    latency_ms: int | None
+
+
+class TranscriptOut(Schema):
+    session_id: uuid.UUID
+    entries: list[TranscriptEntryOut]
+
+
+class EventOut(Schema):
+    seq: int
+    event_id: str
+    event_type: str
+    source: EventSource
+    payload: dict
+    client_ts: dt.datetime | None
+    received_at: dt.datetime
+
+
+class Pages(PageNumberPagination):
+    """?page=&page_size= ; answers {"items": [...], "count": total}."""
+
+    class Input(Schema):
+        page: int = Field(1, ge=1, le=1_000_000)
+        page_size: int = Field(50, ge=1, le=200)
+
+    def __init__(self, **kwargs):
+        super().__init__(page_size=50, max_page_size=200, **kwargs)
