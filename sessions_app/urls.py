@@ -7,4 +7,5 @@ app_name = "sessions_app"
 urlpatterns = [
     path("", views.index, name="index"),
     path("healthz", views.healthz, name="healthz"),
+    path("sessions/new", views.new_session, name="new_session"),
 ]

@@ -1,9 +1,81 @@
-from django.http import HttpResponse, JsonResponse
+import asyncio
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
+
+# Seconds the health check waits for a channel-layer round trip.
+HEALTH_LAYER_TIMEOUT = 2.0
 
 
-def index(request):
-    return HttpResponse("avatar_site")
+async def _visitor_key(request) -> str:
+    """The visitor's Django session key, creating the session on a first visit."""
+    if not request.session.session_key:
+        await request.session.aset("visitor", True)  # modified: the middleware sends the cookie
+        await request.session.asave()
+    return request.session.session_key
 
 
-def healthz(request):
-    return JsonResponse({"ok": True})
+async def _mint_for(request, *, auto_start: bool) -> tuple[dict, int]:
+    """(page config, HTTP status) for a new session of this visitor."""
+    try:
+        session, token = await mint_session(visitor_key=await _visitor_key(request))
+    except MintRateLimited as exc:
+        return error_config(exc.message), 429
+    except MintError as exc:
+        return error_config(exc.error.visitor_message), 503
+    return page_config(request, session, token, auto_start=auto_start), 200
+
+
+@require_GET
+async def index(request):
+    get_token(request)  # sets the CSRF cookie that "Start a new conversation" (POST) needs
+    config, status = await _mint_for(request, auto_start="auto_start" in request.GET)
+    return render(request, "sessions_app/index.html", {"config": config}, status=status)
+
+
+@require_POST
+async def new_session(request):
+    """"Start a new conversation" without a reload: the same page config, as JSON (CSRF-protected)."""
+    config, status = await _mint_for(request, auto_start=True)
+    return JsonResponse(config, status=status)
+
+
+# Health probes: whatever the failure (refused, timeout, misconfigured), the part is down.
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+async def _channel_layer_ok() -> bool:
+    try:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), HEALTH_LAYER_TIMEOUT)
+        await asyncio.wait_for(layer.receive(channel), HEALTH_LAYER_TIMEOUT)
+        return True
+    except Exception:
+        return False
+
+
+@require_GET
+async def healthz(request):
+    database = await sync_to_async(_database_ok)()
+    layer = await _channel_layer_ok()
+    body = {
+        "database": "ok" if database else "down",
+        "channel_layer": "ok" if layer else "down",
+        "liveavatar": "emulator" if settings.LIVEAVATAR_EMULATOR else "real",
+    }
+    return JsonResponse(body, status=200 if database and layer else 503)

@@ -1,0 +1,121 @@
+"""Mint a LiveAvatar session token and record the AvatarSession (for the page and the REST API)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from urllib.parse import quote
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from . import credentials, liveavatar
+from .models import AvatarSession, SessionStatus
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_OVERRIDES = {"language", "is_sandbox", "interactivity_type", "max_session_duration"}
+RATE_LIMITED_MESSAGE = "You have started many conversations in the last minute. Please wait a minute and try again."
+
+
+class MintError(Exception):
+    """LiveAvatar refused or failed; the failed AvatarSession row is stored."""
+
+    def __init__(self, session: AvatarSession, error: liveavatar.LiveAvatarError):
+        super().__init__(str(error))
+        self.session = session
+        self.error = error
+
+
+class MintRateLimited(Exception):
+    """This visitor has minted MINT_RATE_PER_MINUTE tokens in the last minute."""
+
+    message = RATE_LIMITED_MESSAGE
+
+
+def token_config(overrides: dict | None = None) -> dict:
+    """The FULL-mode token configuration from settings, with the allowed overrides applied."""
+    overrides = overrides or {}
+    unknown = set(overrides) - ALLOWED_OVERRIDES
+    if unknown:
+        raise ValueError(f"cannot override {', '.join(sorted(unknown))}")
+    is_sandbox = overrides.get("is_sandbox", settings.LIVEAVATAR_SANDBOX)
+    persona = {"language": overrides.get("language", settings.LIVEAVATAR_LANGUAGE)}
+    if settings.LIVEAVATAR_VOICE_ID:
+        persona["voice_id"] = settings.LIVEAVATAR_VOICE_ID
+    if settings.LIVEAVATAR_CONTEXT_ID:
+        persona["context_id"] = settings.LIVEAVATAR_CONTEXT_ID
+    config = {
+        "mode": "FULL",
+        # Sandbox sessions may only use the sandbox avatar.
+        "avatar_id": settings.SANDBOX_AVATAR_ID if is_sandbox else settings.LIVEAVATAR_AVATAR_ID,
+        "is_sandbox": is_sandbox,
+        "avatar_persona": persona,
+        "interactivity_type": overrides.get("interactivity_type", settings.LIVEAVATAR_INTERACTIVITY),
+        "video_settings": {"quality": settings.LIVEAVATAR_VIDEO_QUALITY, "encoding": "H264"},
+    }
+    max_duration = overrides.get("max_session_duration", settings.LIVEAVATAR_MAX_SESSION_SECONDS)
+    if max_duration:
+        config["max_session_duration"] = max_duration
+    return config
+
+
+async def mint_session(*, visitor_key: str, created_via: str = "page",
+                       overrides: dict | None = None) -> tuple[AvatarSession, str]:
+    """Mint a token and store the AvatarSession; returns (session, session_token).
+
+    Raises MintRateLimited before calling LiveAvatar when the visitor minted too often, and
+    MintError (with the stored failed row) when LiveAvatar fails.
+    """
+    # Counting rows keeps the limit right across several Daphne processes.
+    recent = AvatarSession.objects.filter(visitor_key=visitor_key,
+                                          created_at__gte=timezone.now() - timedelta(minutes=1))
+    if await recent.acount() >= settings.MINT_RATE_PER_MINUTE:
+        raise MintRateLimited()
+    config = token_config(overrides)
+    fields = {
+        "config": config,
+        "avatar_id": config["avatar_id"],
+        "is_sandbox": config["is_sandbox"],
+        "interactivity": config["interactivity_type"],
+        "max_session_duration": config.get("max_session_duration"),
+        "visitor_key": visitor_key,
+        "created_via": created_via,
+    }
+    try:
+        token = await liveavatar.get_client().create_token(config)
+    except liveavatar.LiveAvatarError as error:
+        logger.warning("Minting a LiveAvatar token failed: %s", error)
+        session = await AvatarSession.objects.acreate(status=SessionStatus.FAILED, error=error.visitor_message,
+                                                      ended_at=timezone.now(), **fields)
+        raise MintError(session, error) from error
+    session = await AvatarSession.objects.acreate(liveavatar_session_id=token["session_id"], **fields)
+    return session, token["session_token"]
+
+
+def page_config(request, session: AvatarSession, session_token: str, *, auto_start: bool = False) -> dict:
+    """What the visitor page needs to run this session (docs/ARCHITECTURE.md "Page context"). Never the API key."""
+    credential = quote(credentials.mint(session.id), safe="")
+    if settings.LIVEAVATAR_EMULATOR:
+        api_url = request.build_absolute_uri("/liveavatar-emulator")
+    else:
+        api_url = settings.LIVEAVATAR_API_URL
+    return {
+        "session_id": str(session.id),
+        "liveavatar_session_id": session.liveavatar_session_id,
+        "session_token": session_token,
+        "liveavatar_api_url": api_url,
+        "events_ws_url": f"/ws/sessions/{session.id}/events/?credential={credential}",
+        "events_http_url": f"/sessions/{session.id}/events?credential={credential}",
+        "new_session_url": reverse("sessions_app:new_session"),
+        "interactivity": session.interactivity,
+        "max_session_duration": session.max_session_duration,
+        "emulator": settings.LIVEAVATAR_EMULATOR,
+        "auto_start": auto_start,
+    }
+
+
+def error_config(message: str) -> dict:
+    """The page context when no session could be minted: the words to show, and how to try again."""
+    return {"error": message, "new_session_url": reverse("sessions_app:new_session")}
