@@ -1,13 +1,101 @@
-"""Websocket consumers: event ingest from pages, live feed for staff. (Filled by issue 4.)"""
+"""Websocket consumers: event ingest from pages (ARCHITECTURE.md "Forwarding protocol"), live feed for staff."""
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db.models import F
+
+from . import credentials, dashboard
+from .ingest import IngestError, TokenBucket, parse_message, store_batch
+from .models import AvatarSession
+
+# A connection that keeps flooding after this many rate_limited answers in a row is closed (4429).
+FLOOD_WARNINGS = 20
 
 
-class IngestConsumer(AsyncJsonWebsocketConsumer):
+class IngestConsumer(AsyncWebsocketConsumer):
+    session: AvatarSession | None = None
+
     async def connect(self):
-        await self.close(code=4404)
+        # Accept first: a close before accept becomes an HTTP 403 and the page would never see our code.
+        await self.accept()
+        session_id = self.scope["url_route"]["kwargs"]["session_id"]
+        credential = parse_qs(self.scope.get("query_string", b"").decode()).get("credential", [""])[0]
+        if not credentials.verify(credential, session_id):
+            await self.close(code=4401)
+            return
+        self.session = await AvatarSession.objects.filter(pk=session_id).afirst()
+        if self.session is None:
+            await self.close(code=4404)
+            return
+        await self._count_connection(+1)
+        self.bucket = TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
+        self.warnings = 0
+
+    async def disconnect(self, code):
+        if self.session is not None:
+            await self._count_connection(-1)
+
+    async def _count_connection(self, delta: int):
+        # F() so that several processes serving one session's sockets never lose a count.
+        await AvatarSession.objects.filter(pk=self.session.pk).aupdate(open_connections=F("open_connections") + delta)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.session is None:
+            return
+        try:
+            items = parse_message(text_data if text_data is not None else bytes_data)
+        except IngestError as exc:
+            await self._error(exc.code, exc.message, [])
+            return
+        seqs = [item["seq"] for item in items if isinstance(item, dict) and isinstance(item.get("seq"), int)]
+        if not self.bucket.take(max(1, len(items))):
+            self.warnings += 1
+            if self.warnings > FLOOD_WARNINGS:
+                await self.close(code=4429)
+                return
+            await self._error("rate_limited", "Too many events; slow down and send these again.", seqs)
+            return
+        self.warnings = 0
+        try:
+            result = await store_batch(self.session, items)
+        except IngestError as exc:
+            await self._error(exc.code, exc.message, seqs)
+            return
+        if result.acked:
+            await self.send(text_data=json.dumps({"type": "ack", "seqs": result.acked}))
+        for error in result.errors:
+            await self._error(error["code"], error["message"], error["seqs"])
+
+    async def _error(self, code: str, message: str, seqs: list[int]):
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message, "seqs": seqs}))
 
 
-class DashboardConsumer(AsyncJsonWebsocketConsumer):
+class DashboardConsumer(AsyncWebsocketConsumer):
+    """Staff only (Django session). A snapshot of live sessions, then every change the ingest broadcasts."""
+
+    joined = False
+
     async def connect(self):
-        await self.close(code=4403)
+        await self.accept()
+        user = self.scope.get("user")
+        if not (user and user.is_active and user.is_staff):
+            await self.close(code=4403)
+            return
+        await self.channel_layer.group_add(dashboard.GROUP, self.channel_name)
+        self.joined = True
+        sessions = await database_sync_to_async(dashboard.snapshot)()
+        await self.send(text_data=json.dumps({"type": "snapshot", "sessions": sessions}))
+
+    async def disconnect(self, code):
+        if self.joined:
+            await self.channel_layer.group_discard(dashboard.GROUP, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        pass  # the feed is one-way
+
+    async def dashboard_message(self, event):
+        await self.send(text_data=json.dumps(event["message"]))

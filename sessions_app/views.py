@@ -79,3 +79,53 @@ async def healthz(request):
         "liveavatar": "emulator" if settings.LIVEAVATAR_EMULATOR else "real",
     }
     return JsonResponse(body, status=200 if database and layer else 503)
+
+
+# Event beacon and staff dashboard (issue 4).
+
+from django.conf import settings  # noqa: E402
+from django.contrib.admin.views.decorators import staff_member_required  # noqa: E402
+from django.shortcuts import render  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+from django.views.decorators.http import require_POST  # noqa: E402
+
+from . import credentials, dashboard, ingest  # noqa: E402
+from .models import AvatarSession  # noqa: E402
+
+# Beacon rate limits, per session and per process. Cleared when it grows large: a reset only forgives.
+_beacon_buckets: dict[str, ingest.TokenBucket] = {}
+
+
+def _ingest_error(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message}, status=status)
+
+
+@csrf_exempt  # the credential is the authority, and sendBeacon cannot send a CSRF token
+@require_POST
+async def session_events(request, session_id):
+    """The forwarding protocol over HTTP: navigator.sendBeacon on page close, and API clients."""
+    if not credentials.verify(request.GET.get("credential", ""), session_id):
+        return _ingest_error("bad_credential", "Missing, expired or foreign credential.", 401)
+    session = await AvatarSession.objects.filter(pk=session_id).afirst()
+    if session is None:
+        return _ingest_error("not_found", "No such session.", 404)
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.INGEST_MAX_MESSAGE_BYTES:
+        return _ingest_error("too_large", f"The limit is {settings.INGEST_MAX_MESSAGE_BYTES} bytes.", 413)
+    if len(_beacon_buckets) > 10_000:
+        _beacon_buckets.clear()
+    bucket = _beacon_buckets.setdefault(str(session_id), ingest.TokenBucket(
+        settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST))
+    try:
+        items = ingest.parse_message(request.body)
+        if not bucket.take(max(1, len(items))):
+            return _ingest_error("rate_limited", "Too many events; send them again later.", 429)
+        result = await ingest.store_batch(session, items)
+    except ingest.IngestError as exc:
+        return _ingest_error(exc.code, exc.message, exc.http_status)
+    return JsonResponse({"acked": result.acked, "errors": result.errors})
+
+
+@staff_member_required
+def dashboard_page(request):
+    data = {"figures": dashboard.figures(), "recent": dashboard.recent_sessions(), "feed_path": "/ws/dashboard/"}
+    return render(request, "sessions_app/dashboard.html", {"data": data})

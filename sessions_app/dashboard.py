@@ -1,0 +1,117 @@
+"""What staff see live: the session and transcript dicts of the feed, the broadcast, and the figures."""
+
+import logging
+import math
+import statistics
+from datetime import datetime, timedelta
+
+from channels.layers import get_channel_layer
+from django.urls import reverse
+from django.utils import timezone
+
+from .models import AvatarSession, SessionStatus, TranscriptEntry
+
+log = logging.getLogger(__name__)
+
+GROUP = "dashboard"
+# Sessions the feed shows as live: a minted token nobody started is not a conversation yet.
+FEED_STATUSES = (SessionStatus.STARTED, SessionStatus.ACTIVE)
+# End reasons that mean something went wrong, counted with the failed sessions.
+FAILURE_REASONS = {"SERVER_ERROR", "NO_CREDITS", "AVATAR_DELETED", "ZOMBIE_SESSION_REAP", "ORPHANED"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def session_dict(session: AvatarSession) -> dict:
+    return {
+        "id": str(session.id),
+        "status": session.status,
+        "end_reason": session.end_reason,
+        "avatar_id": session.avatar_id,
+        "created_at": _iso(session.created_at),
+        "started_at": _iso(session.started_at),
+        "ended_at": _iso(session.ended_at),
+        "duration_seconds": session.duration_seconds,
+        "turn_count": session.turn_count,
+        "interruption_count": session.interruption_count,
+        "median_latency_ms": session.median_latency_ms,
+        "admin_url": reverse("admin:sessions_app_avatarsession_change", args=[session.pk]),
+    }
+
+
+def entry_dict(entry: TranscriptEntry) -> dict:
+    return {"position": entry.position, "speaker": entry.speaker, "text": entry.text,
+            "interrupted": entry.interrupted, "partial": entry.from_chunks}
+
+
+def snapshot() -> list[dict]:
+    """Live sessions with their transcripts so far (sync: call through database_sync_to_async)."""
+    sessions = AvatarSession.objects.filter(status__in=FEED_STATUSES).prefetch_related("transcript")[:100]
+    return [{**session_dict(s), "transcript": [entry_dict(e) for e in s.transcript.all()]} for s in sessions]
+
+
+async def broadcast(session: AvatarSession, entries: list[TranscriptEntry] = ()) -> None:
+    """Tell the staff feed (and anyone watching this session) what a stored batch changed.
+
+    The rows are already committed: a channel layer that is down costs the live view, not the data.
+    """
+    messages = [{"type": "session", "session": session_dict(session)}]
+    messages += [{"type": "transcript", "session_id": str(session.id), "entry": entry_dict(e)} for e in entries]
+    layer = get_channel_layer()
+    try:
+        for group in (GROUP, session.group_name):
+            for message in messages:
+                await layer.group_send(group, {"type": "dashboard.message", "message": message})
+    except Exception:  # noqa: BLE001 - any channel-layer failure (Redis down, full) is only logged
+        log.warning("dashboard broadcast failed for session %s", session.id, exc_info=True)
+
+
+def _percentile(values: list[int], pct: float) -> int | None:
+    """Nearest-rank percentile: a value that really occurred."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def _period(start: datetime, end: datetime) -> dict:
+    sessions = AvatarSession.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
+        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED))
+    rows = list(sessions.values_list("status", "end_reason", "started_at", "ended_at", "interruption_count"))
+    latencies = list(TranscriptEntry.objects.filter(session__in=sessions, latency_ms__isnull=False)
+                     .values_list("latency_ms", flat=True))
+    seconds = sum(((ended or end) - started).total_seconds() for _, _, started, ended, _ in rows if started)
+    failures: dict[str, int] = {}
+    for status, reason, *_ in rows:
+        if status == SessionStatus.FAILED or reason in FAILURE_REASONS:
+            failures[reason or "UNKNOWN"] = failures.get(reason or "UNKNOWN", 0) + 1
+    return {
+        "sessions": len(rows),
+        "minutes": round(max(0.0, seconds) / 60, 1),
+        "median_latency_ms": round(statistics.median(latencies)) if latencies else None,
+        "p95_latency_ms": _percentile(latencies, 95),
+        "interruptions": sum(row[4] for row in rows),
+        "failures": dict(sorted(failures.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def figures(now: datetime | None = None) -> dict:
+    """Today's and this week's (the last 7 days, today included) figures, plus sessions per day."""
+    now = now or timezone.now()
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    week_start = today - timedelta(days=6)
+    created = AvatarSession.objects.filter(created_at__gte=week_start).exclude(
+        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED)).values_list("created_at", flat=True)
+    counts = {}
+    for moment in created:
+        day = timezone.localtime(moment).date()
+        counts[day] = counts.get(day, 0) + 1
+    days = [(week_start + timedelta(days=n)).date() for n in range(7)]
+    per_day = [{"day": day.isoformat(), "sessions": counts.get(day, 0)} for day in days]
+    return {"today": _period(today, now), "week": _period(week_start, now), "per_day": per_day}
+
+
+def recent_sessions(limit: int = 20) -> list[dict]:
+    return [session_dict(s) for s in AvatarSession.objects.exclude(status=SessionStatus.CREATED)[:limit]]

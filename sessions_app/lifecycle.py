@@ -1,0 +1,224 @@
+"""The session status machine, and what the server does on its own: stop, reconcile, reap orphans.
+
+Status moves created → started → active → ended | failed (models.TRANSITIONS); a token never started
+becomes expired. Forwarded events drive it (ingest calls `apply_events`), the server drives it when it
+stops a session itself. Illegal moves are logged and ignored: a late or repeated event never crashes
+the ingest and never reopens an ended session.
+"""
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_started
+from django.db import transaction
+from django.utils import timezone
+
+from . import dashboard, liveavatar, transcript
+from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
+
+log = logging.getLogger(__name__)
+
+ACTIVE_CLIENT_EVENTS = {"client.connected", "client.participants_ready", "client.media_ready"}
+ORPHANED = "ORPHANED"  # our end reason for a session whose browser vanished
+START_FAILED = "START_FAILED"  # our end reason for a page that could not start the session
+
+
+def target_of(item: dict) -> tuple[str, str, str] | None:
+    """(status, end reason, error) a forwarded event asks for, or None when it changes nothing."""
+    event = item["event"]
+    kind = event["event_type"]
+    if kind in ("session.stopped", "session_stopped"):
+        return SessionStatus.ENDED, str(event.get("end_reason") or event.get("stop_reason") or "UNKNOWN"), ""
+    if kind == "client.stopped":
+        return SessionStatus.ENDED, str(event.get("reason") or "USER_CLOSED"), ""
+    if kind == "client.error" and event.get("stage") == "start":
+        return SessionStatus.FAILED, START_FAILED, str(event.get("message") or "")[:1000]
+    if kind == "client.started":
+        return SessionStatus.STARTED, "", ""
+    if kind in ACTIVE_CLIENT_EVENTS or item["source"] == "server":
+        return SessionStatus.ACTIVE, "", ""
+    return None
+
+
+def transition(session: AvatarSession, status: str, at: datetime, reason: str = "", error: str = "") -> bool:
+    """Move the (unsaved) session to status if the machine allows it; True when it moved."""
+    if status == session.status:
+        return False
+    if status not in TRANSITIONS[session.status]:
+        log.info("session %s: ignored %s → %s (%s)", session.id, session.status, status, reason or "no reason")
+        return False
+    session.status = status
+    if status in (SessionStatus.STARTED, SessionStatus.ACTIVE):
+        session.started_at = session.started_at or at
+    else:
+        session.ended_at = at
+        session.end_reason = reason
+        session.error = error or session.error
+    return True
+
+
+def apply_events(session: AvatarSession, items: list[dict]) -> None:
+    """Apply newly stored events (in seq order) to the unsaved session."""
+    for item in sorted(items, key=lambda i: i["seq"]):
+        target = target_of(item)
+        if target:
+            transition(session, target[0], _event_time(item), *target[1:])
+
+
+def _event_time(item: dict) -> datetime:
+    ts = item.get("ts")
+    return datetime.fromtimestamp(ts / 1000, tz=UTC) if ts else timezone.now()
+
+
+def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSession:
+    with transaction.atomic():
+        session = AvatarSession.objects.select_for_update().get(pk=session_id)
+        transition(session, status, timezone.now(), reason)
+        session.save()
+    return session
+
+
+async def stop_session(session: AvatarSession, reason: str = "USER_CLOSED",
+                       end_reason: str | None = None) -> AvatarSession:
+    """Stop the session at LiveAvatar (API key + session id) and mark it ended.
+
+    `reason` is what LiveAvatar is told (SessionEndReasonEnum); `end_reason` what we store, when it
+    says more (e.g. ORPHANED). A 404 means LiveAvatar has already let it go, which is what we want.
+    """
+    if session.liveavatar_session_id:
+        try:
+            await liveavatar.get_client().stop(session_id=session.liveavatar_session_id, reason=reason)
+        except liveavatar.LiveAvatarError as exc:
+            if exc.status != 404:
+                raise
+    session = await database_sync_to_async(_end)(session.pk, end_reason or reason)
+    await dashboard.broadcast(session)
+    return session
+
+
+def _utterance_time(value) -> datetime | None:
+    # Units are undocumented (API.md §6.10): seconds, or milliseconds when the number is that large.
+    if not isinstance(value, (int, float)):
+        return None
+    return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=UTC)
+
+
+def _add_missing(session_id, utterances: list[dict]) -> list[TranscriptEntry]:
+    with transaction.atomic():
+        session = AvatarSession.objects.select_for_update().get(pk=session_id)
+        existing = list(session.transcript.all())
+        # Each forwarded entry accounts for one LiveAvatar utterance with the same speaker and words.
+        unmatched = [(e.speaker, transcript.normalized(e.text)) for e in existing]
+        missing = []
+        for utterance in utterances:
+            key = (utterance.get("role"), transcript.normalized(utterance.get("transcript") or ""))
+            if key[0] not in Speaker.values or not key[1]:
+                continue
+            if key in unmatched:
+                unmatched.remove(key)
+            else:
+                missing.append(TranscriptEntry(
+                    session=session, speaker=key[0], text=utterance["transcript"].strip(),
+                    started_at=_utterance_time(utterance.get("absolute_timestamp")),
+                    origin=TranscriptOrigin.LIVEAVATAR))
+        added = []
+        if missing:
+            from .ingest import write_entries  # ingest imports this module: import at use
+
+            added = write_entries(session, [_as_dict(e) for e in existing] + [_as_dict(e) for e in missing])
+        session.reconciled_at = timezone.now()
+        session.save()
+    return added
+
+
+def _as_dict(entry: TranscriptEntry) -> dict:
+    return {field: getattr(entry, field) for field in
+            ("speaker", "text", "started_at", "ended_at", "interrupted", "from_chunks", "origin", "latency_ms")}
+
+
+async def reconcile(session: AvatarSession) -> int:
+    """After the end: add the utterances LiveAvatar heard that the browser never forwarded.
+
+    Returns how many were added. The session is marked reconciled even when none were missing.
+    """
+    data = await liveavatar.get_client().transcript(session.liveavatar_session_id)
+    utterances = (data or {}).get("transcript_data") or []
+    added = await database_sync_to_async(_add_missing)(session.pk, utterances)
+    if added:
+        await dashboard.broadcast(await AvatarSession.objects.aget(pk=session.pk), added)
+    return len(added)
+
+
+def _due(now: datetime) -> tuple[list, list, list]:
+    grace = now - timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
+    orphans = list(AvatarSession.objects.filter(
+        status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE), open_connections__lte=0,
+        last_event_at__lt=grace))
+    # A started session that never forwarded an event (page died at once) is judged by its start time.
+    orphans += AvatarSession.objects.filter(
+        status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE), open_connections__lte=0,
+        last_event_at__isnull=True, started_at__lt=grace)
+    expired = list(AvatarSession.objects.filter(
+        status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=settings.TOKEN_EXPIRY_SECONDS)))
+    unreconciled = list(AvatarSession.objects.filter(
+        status=SessionStatus.ENDED, reconciled_at__isnull=True, liveavatar_session_id__isnull=False))
+    return orphans, expired, unreconciled
+
+
+async def reap_orphans(now: datetime | None = None) -> dict:
+    """One pass: stop orphans, expire tokens never started, reconcile ended sessions.
+
+    Each session is handled on its own: LiveAvatar failing for one leaves it for the next pass.
+    """
+    orphans, expired, unreconciled = await database_sync_to_async(_due)(now or timezone.now())
+    counts = {"orphaned": 0, "expired": 0, "reconciled": 0, "failed": 0}
+    for session in orphans:
+        try:
+            unreconciled.append(await stop_session(session, reason="USER_DISCONNECTED", end_reason=ORPHANED))
+            counts["orphaned"] += 1
+        except liveavatar.LiveAvatarError as exc:
+            log.warning("could not stop orphaned session %s: %s", session.id, exc)
+            counts["failed"] += 1
+    for session in expired:
+        await dashboard.broadcast(await database_sync_to_async(_end)(session.pk, "", SessionStatus.EXPIRED))
+        counts["expired"] += 1
+    for session in unreconciled:
+        try:
+            await reconcile(session)
+            counts["reconciled"] += 1
+        except liveavatar.LiveAvatarError as exc:
+            log.warning("could not reconcile session %s: %s", session.id, exc)
+            counts["failed"] += 1
+    return counts
+
+
+# The in-process reaper of `make run`: one task per server process, started by the first request
+# Daphne serves (Daphne sends no ASGI lifespan events). Production schedulers may use the
+# reap_orphans management command instead and set REAPER_INTERVAL_SECONDS=0.
+_reaper: asyncio.Task | None = None
+
+
+async def _reap_forever(interval: int) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            counts = await reap_orphans()
+            if any(counts.values()):
+                log.info("reaper: %s", counts)
+        except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
+            log.exception("reaper pass failed")
+
+
+async def _start_reaper(sender, **kwargs) -> None:
+    global _reaper
+    # Only a real ASGI server (not the test client, whose handler is a subclass) starts it.
+    if sender is not ASGIHandler or _reaper is not None or settings.REAPER_INTERVAL_SECONDS <= 0:
+        return
+    _reaper = asyncio.get_running_loop().create_task(_reap_forever(settings.REAPER_INTERVAL_SECONDS))
+
+
+request_started.connect(_start_reaper, dispatch_uid="sessions_app.reaper")

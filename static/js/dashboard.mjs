@@ -1,0 +1,149 @@
+// Staff dashboard: figures and recent sessions from the page's JSON, live sessions from /ws/dashboard/.
+// Every text from a session goes in through textContent: transcripts are visitor input.
+
+const data = JSON.parse(document.getElementById("dashboard-data").textContent);
+const SVG = "http://www.w3.org/2000/svg";
+const LIVE = new Set(["started", "active"]);  // as the server's FEED_STATUSES
+
+function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const ms = (value) => (value === null || value === undefined ? "–" : `${value} ms`);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+// Figures
+
+function period(container, figures) {
+  const list = el("dl");
+  const rows = [
+    ["Sessions", figures.sessions], ["Minutes", figures.minutes],
+    ["Median response latency", ms(figures.median_latency_ms)], ["95th percentile latency", ms(figures.p95_latency_ms)],
+    ["Interruptions", figures.interruptions],
+  ];
+  for (const [label, value] of rows) list.append(el("dt", {}, label), el("dd", {}, String(value)));
+  container.append(list);
+  const failures = Object.entries(figures.failures);
+  container.append(el("h4", {}, failures.length ? "Failures by reason" : "No failures"));
+  const most = Math.max(1, ...failures.map(([, count]) => count));
+  const bars = el("div", { class: "bars" });
+  for (const [reason, count] of failures) {
+    const bar = el("div", { class: "bar" });
+    bar.style.width = `${(100 * count) / most}%`;
+    const row = el("div", { class: "bar-row" });
+    row.append(el("span", {}, reason), bar, el("span", {}, String(count)));
+    bars.append(row);
+  }
+  container.append(bars);
+}
+
+function dayChart(container, days) {
+  const width = 420, height = 140, pad = 20, slot = (width - pad) / days.length;
+  const most = Math.max(1, ...days.map((d) => d.sessions));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Sessions per day, last 7 days");
+  days.forEach((day, i) => {
+    const h = ((height - 2 * pad) * day.sessions) / most;
+    const x = pad + i * slot;
+    const rect = document.createElementNS(SVG, "rect");
+    Object.entries({ x: x + 4, y: height - pad - h, width: slot - 8, height: h }).forEach(([k, v]) => rect.setAttribute(k, v));
+    const count = document.createElementNS(SVG, "text");
+    count.setAttribute("x", x + slot / 2 - 4);
+    count.setAttribute("y", height - pad - h - 4);
+    count.textContent = String(day.sessions);
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", x + 2);
+    label.setAttribute("y", height - 6);
+    label.textContent = day.day.slice(5);
+    svg.append(rect, count, label);
+  });
+  container.append(svg);
+}
+
+function recent(body, sessions) {
+  for (const s of sessions) {
+    const row = el("tr");
+    const cell = el("td");
+    cell.append(el("a", { href: s.admin_url }, s.id.slice(0, 8)));
+    row.append(cell, el("td", {}, s.status), el("td", {}, when(s.started_at)), el("td", {}, String(s.turn_count)),
+      el("td", {}, ms(s.median_latency_ms)), el("td", {}, s.end_reason || "–"));
+    body.append(row);
+  }
+}
+
+// Live sessions
+
+const live = document.getElementById("live");
+
+function card(session) {
+  let node = document.getElementById(`session-${session.id}`);
+  if (!node) {
+    node = el("article", { class: "card", id: `session-${session.id}`, "data-session": session.id });
+    const header = el("header");
+    const link = el("a", { href: session.admin_url }, session.id.slice(0, 8));
+    header.append(link, el("span", { class: "status" }));
+    node.append(header, el("p", { class: "meta" }), el("ol", { class: "transcript" }));
+    live.prepend(node);
+  }
+  node.querySelector(".status").textContent = session.end_reason ? `${session.status} (${session.end_reason})` : session.status;
+  node.querySelector(".meta").textContent =
+    `${session.turn_count} utterances · median latency ${ms(session.median_latency_ms)} · ${session.interruption_count} interruptions`;
+  node.classList.toggle("over", !LIVE.has(session.status));
+  document.getElementById("live-empty").hidden = live.children.length > 0;
+  return node;
+}
+
+function entry(sessionId, item) {
+  const list = document.getElementById(`session-${sessionId}`)?.querySelector(".transcript");
+  if (!list) return;
+  let li = list.querySelector(`[data-position="${item.position}"]`);
+  if (!li) {
+    li = el("li", { "data-position": item.position });
+    const after = [...list.children].find((other) => Number(other.dataset.position) > item.position);
+    list.insertBefore(li, after || null);
+  }
+  li.className = [item.speaker, item.partial ? "partial" : "", item.interrupted ? "interrupted" : ""].join(" ").trim();
+  li.textContent = item.text;
+  li.title = item.speaker;
+  list.scrollTop = list.scrollHeight;
+}
+
+function onMessage(message) {
+  if (message.type === "snapshot") {
+    live.replaceChildren();
+    for (const session of message.sessions) {
+      card(session);
+      for (const item of session.transcript || []) entry(session.id, item);
+    }
+    document.getElementById("live-empty").hidden = live.children.length > 0;
+  } else if (message.type === "session") {
+    if (LIVE.has(message.session.status) || document.getElementById(`session-${message.session.id}`)) card(message.session);
+  } else if (message.type === "transcript") {
+    entry(message.session_id, message.entry);
+  }
+}
+
+function connect(delay = 1000) {
+  const status = document.getElementById("feed-status");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}${data.feed_path}`);
+  socket.addEventListener("open", () => { status.textContent = "live"; status.className = "feed-status live"; delay = 1000; });
+  socket.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
+  socket.addEventListener("close", (event) => {
+    status.className = "feed-status down";
+    if (event.code === 4403) { status.textContent = "not allowed: sign in as staff"; return; }
+    status.textContent = "reconnecting…";
+    setTimeout(() => connect(Math.min(delay * 2, 30000)), delay);
+  });
+}
+
+period(document.getElementById("period-today"), data.figures.today);
+period(document.getElementById("period-week"), data.figures.week);
+dayChart(document.getElementById("chart-days"), data.figures.per_day);
+recent(document.getElementById("recent"), data.recent);
+connect();

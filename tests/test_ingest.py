@@ -1,0 +1,233 @@
+"""The forwarding websocket and the beacon endpoint: who may send, what is stored, what is answered."""
+
+import json
+from pathlib import Path
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.db import OperationalError
+
+from avatar_site.asgi import application
+from sessions_app import consumers, credentials, ingest
+from sessions_app.models import AvatarSession, SessionEvent, SessionStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = [(b"origin", b"http://127.0.0.1")]
+CONVERSATION = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
+
+
+def item(seq, event_type="client.keepalive", source="client", **fields):
+    return {"seq": seq, "ts": 1764081234000 + seq, "source": source, "event": {"event_type": event_type, **fields}}
+
+
+def message(*items):
+    return json.dumps({"type": "events", "events": list(items)})
+
+
+async def make_session(**fields):
+    return await AvatarSession.objects.acreate(liveavatar_session_id=None, **fields)
+
+
+async def open_socket(session, credential=None, headers=ORIGIN):
+    credential = credentials.mint(session.id) if credential is None else credential
+    socket = WebsocketCommunicator(application, f"/ws/sessions/{session.id}/events/?credential={credential}",
+                                   headers=headers)
+    connected, _ = await socket.connect()
+    assert connected
+    return socket
+
+
+async def stored(session):
+    return [(e.seq, e.event_type) async for e in SessionEvent.objects.filter(session=session).order_by("seq")]
+
+
+async def test_another_sessions_credential_is_refused_with_4401():
+    mine, other = await make_session(), await make_session()
+    socket = await open_socket(mine, credential=credentials.mint(other.id))
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_forged_credential_is_refused_with_4401():
+    session = await make_session()
+    socket = await open_socket(session, credential=credentials.mint(session.id) + "x")
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+
+
+async def test_an_unknown_session_is_refused_with_4404():
+    ghost = AvatarSession()  # never saved
+    socket = await open_socket(ghost)
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4404}
+
+
+async def test_a_foreign_origin_is_refused():
+    session = await make_session()
+    socket = WebsocketCommunicator(application, f"/ws/sessions/{session.id}/events/?credential="
+                                   f"{credentials.mint(session.id)}", headers=[(b"origin", b"https://evil.example")])
+    connected, _ = await socket.connect()
+    assert not connected
+
+
+async def test_malformed_json_is_answered_and_the_connection_stays_open():
+    session = await make_session()
+    socket = await open_socket(session)
+    await socket.send_to(text_data="{not json")
+    reply = await socket.receive_json_from()
+    assert (reply["type"], reply["code"]) == ("error", "malformed_json")
+    await socket.send_to(text_data=json.dumps({"events": "nope"}))
+    assert (await socket.receive_json_from())["code"] == "bad_envelope"
+    await socket.send_to(text_data=message(item(1)))
+    assert await socket.receive_json_from() == {"type": "ack", "seqs": [1]}
+    assert await stored(session) == [(1, "client.keepalive")]
+    await socket.disconnect()
+
+
+async def test_an_oversized_message_is_refused_and_nothing_is_stored(settings):
+    settings.INGEST_MAX_MESSAGE_BYTES = 2000
+    session = await make_session()
+    socket = await open_socket(session)
+    await socket.send_to(text_data=message(item(1, "client.error", message="x" * 3000, stage="media")))
+    reply = await socket.receive_json_from()
+    assert (reply["type"], reply["code"]) == ("error", "too_large")
+    assert await stored(session) == []
+    await socket.disconnect()
+
+
+async def test_a_flood_is_answered_with_rate_limited_and_nothing_is_stored(settings):
+    settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST = 1, 5
+    session = await make_session()
+    socket = await open_socket(session)
+    await socket.send_to(text_data=message(*[item(seq) for seq in range(1, 5)]))
+    assert await socket.receive_json_from() == {"type": "ack", "seqs": [1, 2, 3, 4]}
+    await socket.send_to(text_data=message(*[item(seq) for seq in range(5, 15)]))
+    reply = await socket.receive_json_from()
+    assert (reply["code"], reply["seqs"]) == ("rate_limited", list(range(5, 15)))
+    assert [seq for seq, _ in await stored(session)] == [1, 2, 3, 4]
+    await socket.disconnect()
+
+
+async def test_a_flood_kept_up_after_warnings_is_closed_with_4429(settings):
+    settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST = 1, 1
+    session = await make_session()
+    socket = await open_socket(session)
+    for _ in range(consumers.FLOOD_WARNINGS):
+        await socket.send_to(text_data=message(item(1), item(2)))
+        assert (await socket.receive_json_from())["code"] == "rate_limited"
+    await socket.send_to(text_data=message(item(1), item(2)))
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4429}
+    assert await stored(session) == []
+
+
+async def test_resent_seqs_and_repeated_event_ids_are_acked_but_stored_once():
+    session = await make_session()
+    socket = await open_socket(session)
+    speak = item(2, "avatar.speak_text", source="command", event_id="cmd-1", text="Hi")
+    await socket.send_to(text_data=message(item(1), speak))
+    assert await socket.receive_json_from() == {"type": "ack", "seqs": [1, 2]}
+    # The page lost the ack and sends again; the same command also comes back under a new seq.
+    again = {**speak, "seq": 3}
+    await socket.send_to(text_data=message(item(1), speak, again, item(4)))
+    assert await socket.receive_json_from() == {"type": "ack", "seqs": [1, 2, 3, 4]}
+    assert await stored(session) == [(1, "client.keepalive"), (2, "avatar.speak_text"), (4, "client.keepalive")]
+    await socket.disconnect()
+
+
+async def test_bad_events_are_answered_one_by_one_and_the_good_ones_stored():
+    session = await make_session()
+    socket = await open_socket(session)
+    await socket.send_to(text_data=message(item(1), {"seq": 2, "source": "martian", "event": {"event_type": "x"}},
+                                           {"seq": 3, "source": "client", "event": {}}, item(4)))
+    assert await socket.receive_json_from() == {"type": "ack", "seqs": [1, 4]}
+    errors = [await socket.receive_json_from(), await socket.receive_json_from()]
+    assert [(e["code"], e["seqs"]) for e in errors] == [("bad_event", [2]), ("bad_event", [3])]
+    assert await stored(session) == [(1, "client.keepalive"), (4, "client.keepalive")]
+    await socket.disconnect()
+
+
+async def test_a_conversation_sent_in_batches_is_stored_in_order_and_acked_after_it_is_stored():
+    session = await make_session()
+    socket = await open_socket(session)
+    for start in range(0, len(CONVERSATION), 10):
+        batch = CONVERSATION[start:start + 10]
+        await socket.send_to(text_data=json.dumps({"type": "events", "events": batch}))
+        ack = await socket.receive_json_from()
+        assert ack == {"type": "ack", "seqs": [i["seq"] for i in batch]}
+        # By the time the ack is read the rows are committed and visible to another connection.
+        assert await SessionEvent.objects.filter(session=session, seq__in=ack["seqs"]).acount() == len(batch)
+    assert await stored(session) == [(i["seq"], i["event"]["event_type"]) for i in CONVERSATION]
+    session = await AvatarSession.objects.aget(pk=session.pk)
+    assert (session.status, session.end_reason, session.turn_count) == (SessionStatus.ENDED, "USER_CLOSED", 7)
+    await socket.disconnect()
+
+
+async def test_a_database_outage_is_answered_server_busy_and_nothing_is_acked(monkeypatch):
+    session = await make_session()
+    socket = await open_socket(session)
+
+    def database_down(*args):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(ingest, "_store", database_down)
+    await socket.send_to(text_data=message(item(1)))
+    reply = await socket.receive_json_from()
+    assert (reply["type"], reply["code"], reply["seqs"]) == ("error", "server_busy", [1])
+    await socket.disconnect()
+
+
+async def test_open_connections_are_counted():
+    session = await make_session()
+    first, second = await open_socket(session), await open_socket(session)
+    await first.send_to(text_data=message(item(1)))
+    await first.receive_json_from()  # connect has finished on both by the time a message is answered
+    await second.send_to(text_data=message(item(2)))
+    await second.receive_json_from()
+    assert (await AvatarSession.objects.aget(pk=session.pk)).open_connections == 2
+    await first.disconnect()
+    await second.disconnect()
+    assert (await AvatarSession.objects.aget(pk=session.pk)).open_connections == 0
+
+
+# The beacon endpoint: the same protocol over HTTP.
+
+def beacon_url(session, credential=None):
+    return f"/sessions/{session.id}/events?credential={credential or credentials.mint(session.id)}"
+
+
+async def test_the_beacon_stores_a_text_plain_batch_once(async_client):
+    session = await make_session()
+    body = message(item(1, "client.stopped", reason="USER_CLOSED"), item(2, "client.unload"))
+    for _ in range(2):  # sendBeacon may fire twice
+        response = await async_client.post(beacon_url(session), body, content_type="text/plain;charset=UTF-8")
+        assert response.status_code == 200
+        assert response.json() == {"acked": [1, 2], "errors": []}
+    assert await stored(session) == [(1, "client.stopped"), (2, "client.unload")]
+    session = await AvatarSession.objects.aget(pk=session.pk)
+    assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
+
+
+async def test_the_beacon_refuses_what_the_websocket_refuses(async_client, settings):
+    settings.INGEST_MAX_MESSAGE_BYTES = 500
+    session, other = await make_session(), await make_session()
+    post = async_client.post
+    cases = [
+        (await post(beacon_url(session, credentials.mint(other.id)), message(item(1)), content_type="text/plain"),
+         401, "bad_credential"),
+        (await post(beacon_url(AvatarSession()), message(item(1)), content_type="text/plain"), 404, "not_found"),
+        (await post(beacon_url(session), "{oops", content_type="text/plain"), 400, "malformed_json"),
+        (await post(beacon_url(session), json.dumps({"evts": []}), content_type="text/plain"), 400, "bad_envelope"),
+        (await post(beacon_url(session), message(item(1, note="x" * 600)), content_type="text/plain"), 413,
+         "too_large"),
+    ]
+    assert [(r.status_code, r.json()["error"]) for r, *_ in cases] == [(status, code) for _, status, code in cases]
+    assert await stored(session) == []
+
+
+async def test_the_beacon_answers_503_when_the_database_is_down(async_client, monkeypatch):
+    session = await make_session()
+
+    def database_down(*args):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(ingest, "_store", database_down)
+    response = await async_client.post(beacon_url(session), message(item(1)), content_type="text/plain")
+    assert (response.status_code, response.json()["error"]) == (503, "server_busy")
