@@ -3,13 +3,17 @@ import asyncio
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
 from django.http import JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
+from .models import AvatarSession
 
 # Seconds the health check waits for a channel-layer round trip.
 HEALTH_LAYER_TIMEOUT = 2.0
@@ -82,15 +86,6 @@ async def healthz(request):
 
 
 # Event beacon and staff dashboard (issue 4).
-
-from django.conf import settings  # noqa: E402
-from django.contrib.admin.views.decorators import staff_member_required  # noqa: E402
-from django.shortcuts import render  # noqa: E402
-from django.views.decorators.csrf import csrf_exempt  # noqa: E402
-from django.views.decorators.http import require_POST  # noqa: E402
-
-from . import credentials, dashboard, ingest  # noqa: E402
-from .models import AvatarSession  # noqa: E402
 
 # Beacon rate limits, per session and per process. Cleared when it grows large: a reset only forgives.
 _beacon_buckets: dict[str, ingest.TokenBucket] = {}
