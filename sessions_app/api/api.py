@@ -9,15 +9,18 @@ from typing import Literal
 
 from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import aget_object_or_404, get_object_or_404
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.pagination import paginate
 
+from .. import ingest, lifecycle, minting
+from ..liveavatar import LiveAvatarError
 from ..models import AvatarSession, TranscriptEntry
 from . import formats
-from .auth import READ, WRITE, requires
-from .schemas import ErrorOut, EventOut, Pages, SessionFilters, SessionOut, TranscriptOut
+from .auth import READ, WRITE, caller, requires
+from .schemas import (ErrorOut, EventBatchIn, EventBatchOut, EventOut, Pages, SessionCreatedOut, SessionCreateIn,
+                      SessionFilters, SessionOut, TranscriptOut)
 
 ERROR_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -35,7 +38,8 @@ api = NinjaAPI(
 
 
 def error(request, status: int, message: str, code: str | None = None) -> HttpResponse:
-    return api.create_response(request, {"error": code or ERROR_CODES.get(status, "error"), "message": message}, status=status)
+    body = {"error": code or ERROR_CODES.get(status, "error"), "message": message}
+    return api.create_response(request, body, status=status)
 
 
 def errors(*codes: int) -> dict:
@@ -59,6 +63,12 @@ def on_http_error(request, exc: HttpError):
     return response
 
 
+@api.exception_handler(ingest.IngestError)
+def on_ingest_error(request, exc: ingest.IngestError):
+    # The forwarding protocol's own codes (too_large, bad_envelope, server_busy...), as on the websocket.
+    return error(request, exc.http_status, exc.message, exc.code)
+
+
 @api.exception_handler(Http404)
 def on_not_found(request, exc):
     return error(request, 404, "No such session.")
@@ -72,6 +82,44 @@ def on_validation_error(request, exc: ValidationError):
 
 def _session(session_id: uuid.UUID) -> AvatarSession:
     return get_object_or_404(AvatarSession, pk=session_id)
+
+
+def _liveavatar_failed(exc: LiveAvatarError) -> HttpError:
+    if exc.kind == "timeout":
+        return HttpError(504, f"LiveAvatar did not answer in time: {exc}")
+    return HttpError(502, f"LiveAvatar failed: {exc}")
+
+
+# The API's names for the overrides minting accepts.
+OVERRIDE_NAMES = {"language": "language", "sandbox": "is_sandbox", "interactivity": "interactivity_type",
+                  "max_session_duration": "max_session_duration"}
+
+
+@api.post("/sessions", response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 422, 502, 504)},
+          auth=requires(WRITE), tags=["sessions"], summary="Mint a LiveAvatar session token and record the session")
+async def create_session(request, overrides: SessionCreateIn | None = None):
+    chosen = overrides.model_dump(exclude_none=True) if overrides else {}
+    try:
+        session, token = await minting.mint_session(
+            visitor_key=caller(request.auth), created_via="api",
+            overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()})
+    except minting.MintRateLimited:
+        raise Throttled(wait=60) from None
+    except minting.MintError as exc:
+        raise _liveavatar_failed(exc.error) from None
+    page = minting.page_config(request, session, token)
+    scheme = "wss" if request.is_secure() else "ws"
+    return Status(201, {
+        "session_id": session.id,
+        "liveavatar_session_id": session.liveavatar_session_id,
+        "session_token": token,
+        "liveavatar_api_url": page["liveavatar_api_url"],
+        "events_url": f"{scheme}://{request.get_host()}{page['events_ws_url']}",
+        "events_http_url": request.build_absolute_uri(page["events_http_url"]),
+        "interactivity": session.interactivity,
+        "max_session_duration": session.max_session_duration,
+        "is_sandbox": session.is_sandbox,
+    })
 
 
 @api.get("/sessions", response={200: list[SessionOut], **errors(*AUTH_ERRORS, 422)}, auth=requires(READ),
@@ -123,6 +171,27 @@ def get_transcript(request, session_id: uuid.UUID, format: Literal["json", "text
 @paginate(Pages)
 def list_events(request, session_id: uuid.UUID):
     return _session(session_id).events.order_by("seq")
+
+
+@api.post("/sessions/{session_id}/events",
+          response={200: EventBatchOut, **errors(*AUTH_ERRORS, 400, 404, 413, 422, 503)},
+          auth=requires(WRITE), tags=["events"], summary="Send a batch of events, as the page does on its websocket")
+async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
+    session = await aget_object_or_404(AvatarSession, pk=session_id)
+    result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
+    return {"acked": result.acked, "errors": result.errors}
+
+
+@api.post("/sessions/{session_id}/stop", response={200: SessionOut, **errors(*AUTH_ERRORS, 404, 409, 422, 502, 504)},
+          auth=requires(WRITE), tags=["sessions"], summary="Stop a live session at LiveAvatar and mark it ended")
+async def stop_session(request, session_id: uuid.UUID):
+    session = await aget_object_or_404(AvatarSession, pk=session_id)
+    if not session.is_live:
+        raise HttpError(409, f"The session is already {session.status}.")
+    try:
+        return await lifecycle.stop_session(session, "USER_CLOSED")
+    except LiveAvatarError as exc:
+        raise _liveavatar_failed(exc) from None
 
 
 @api.delete("/sessions/{session_id}", response={204: None, **errors(*AUTH_ERRORS, 404, 409, 422)},

@@ -77,5 +77,11 @@ class StaffSessionAuth(APIKeyCookie):
         return user
 
 
+def caller(auth) -> str:
+    """Who asked, as AvatarSession.visitor_key records it: the key's name or the staff user."""
+    name = f"api:{auth.name}" if isinstance(auth, ApiKey) else f"staff:{auth.get_username()}"
+    return name[:64]
+
+
 def requires(scope: str) -> list:
     return [ApiKeyAuth(scope), StaffSessionAuth()]

@@ -54,6 +54,27 @@ class SessionCreateIn(Schema):
         description=f"Seconds; at most LIVEAVATAR_MAX_SESSION_SECONDS ({settings.LIVEAVATAR_MAX_SESSION_SECONDS}).")
 
 
+class EventBatchIn(Schema):
+    """The forwarding protocol's batch (docs/ARCHITECTURE.md); each item is checked as on the websocket."""
+
+    type: Literal["events"] = "events"
+    events: list[dict] = Field(description=f"At most {settings.INGEST_MAX_BATCH} items: "
+                                           "{seq, ts (ms since epoch), source: server|command|client, event: {event_type, ...}}.",
+                               examples=[[{"seq": 1, "ts": 1764081234567, "source": "client",
+                                           "event": {"event_type": "client.started"}}]])
+
+
+class ItemErrorOut(Schema):
+    code: str = Field(examples=["bad_event"])
+    message: str
+    seqs: list[int]
+
+
+class EventBatchOut(Schema):
+    acked: list[int] = Field(description="Seqs stored (or already stored before): do not send them again.")
+    errors: list[ItemErrorOut] = Field(description="Items refused, with why.")
+
+
 class SessionCreatedOut(Schema):
     session_id: uuid.UUID
     liveavatar_session_id: str | None
