@@ -1,0 +1,108 @@
+"""Token on page visit, "Start a new conversation", and the health check."""
+
+import json
+import re
+
+import httpx
+import pytest
+from django.test import Client
+
+from sessions_app import liveavatar
+from sessions_app.liveavatar import EMULATOR_BASE_URL, LiveAvatarClient
+from sessions_app.models import AvatarSession, SessionStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SECRET = "la-live-0123456789-secret"
+
+
+def page_config(response) -> dict:
+    found = re.search(r'<script id="avatar-config" type="application/json">(.*?)</script>', response.content.decode())
+    return json.loads(found.group(1))
+
+
+@pytest.fixture
+def liveavatar_answers(monkeypatch):
+    """Make the LiveAvatar network answer with the given response."""
+
+    def answer(response):
+        client = LiveAvatarClient(EMULATOR_BASE_URL, "emulator-api-key", transport=httpx.MockTransport(
+            lambda request: response))
+        monkeypatch.setattr(liveavatar, "get_client", lambda: client)
+
+    return answer
+
+
+def test_it_mints_a_token_for_the_page_and_never_shows_the_api_key(client, settings):
+    # The key the emulator accepts is the secret here, so the page is built with a real-looking key in play.
+    settings.LIVEAVATAR_API_KEY = settings.EMULATOR_API_KEY = SECRET
+    response = client.get("/")
+    assert response.status_code == 200
+    assert SECRET not in response.content.decode()
+    config = page_config(response)
+    session = AvatarSession.objects.get()
+    assert config["session_id"] == str(session.id)
+    assert config["liveavatar_session_id"] == session.liveavatar_session_id
+    assert config["session_token"] and config["liveavatar_api_url"] == "http://testserver/liveavatar-emulator"
+    assert config["events_ws_url"].startswith(f"/ws/sessions/{session.id}/events/?credential=")
+    assert config["events_http_url"].startswith(f"/sessions/{session.id}/events?credential=")
+    assert (config["emulator"], config["interactivity"]) == (True, "CONVERSATIONAL")
+    assert session.status == SessionStatus.CREATED
+    assert session.visitor_key == client.session.session_key
+    assert SECRET not in json.dumps(session.config)
+
+
+def test_it_tells_the_visitor_when_liveavatar_fails_and_stores_the_failure(client, liveavatar_answers):
+    liveavatar_answers(httpx.Response(402, json={"code": 4002, "data": None, "message": "Insufficient credits"}))
+    response = client.get("/")
+    assert response.status_code == 503
+    assert "no conversation credits" in page_config(response)["error"]
+    assert "no conversation credits" in response.content.decode()
+    session = AvatarSession.objects.get()
+    assert session.status == SessionStatus.FAILED and "credits" in session.error
+
+
+def test_it_says_the_service_is_down_when_it_is(client, liveavatar_answers):
+    liveavatar_answers(httpx.Response(503, text="upstream connect error"))
+    assert "not available" in page_config(client.get("/"))["error"]
+
+
+def test_it_limits_how_often_a_visitor_mints(client, settings):
+    settings.MINT_RATE_PER_MINUTE = 2
+    assert client.get("/").status_code == 200
+    assert client.get("/").status_code == 200
+    response = client.get("/")
+    assert response.status_code == 429
+    assert "wait a minute" in page_config(response)["error"]
+    assert AvatarSession.objects.count() == 2
+    assert Client().get("/").status_code == 200  # another visitor is not held back
+
+
+def test_it_starts_a_new_conversation_without_a_reload():
+    client = Client(enforce_csrf_checks=True)
+    first = page_config(client.get("/"))
+    assert client.post(first["new_session_url"]).status_code == 403  # no CSRF token
+    response = client.post(first["new_session_url"], headers={"X-CSRFToken": client.cookies["csrftoken"].value})
+    assert response.status_code == 200
+    config = response.json()
+    assert config["session_token"] and config["session_id"] != first["session_id"]
+    assert config["auto_start"] is True
+
+
+def test_it_reports_health():
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "channel_layer": "ok", "liveavatar": "emulator"}
+
+
+def test_it_reports_a_channel_layer_that_is_down(client, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": ["redis://127.0.0.1:1"]}}}
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["channel_layer"] == "down"
+
+
+def test_it_reports_a_database_that_is_down(make_daphne_server):
+    server = make_daphne_server(env={"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"})
+    response = httpx.get(f"{server.url}/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"database": "down", "channel_layer": "ok", "liveavatar": "emulator"}
