@@ -107,7 +107,8 @@ def _utterance_time(value) -> datetime | None:
     return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=UTC)
 
 
-def _add_missing(session_id, utterances: list[dict]) -> list[TranscriptEntry]:
+def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[TranscriptEntry]]:
+    """(how many utterances were missing, transcript rows created or changed to make room for them)."""
     with transaction.atomic():
         session = AvatarSession.objects.select_for_update().get(pk=session_id)
         existing = list(session.transcript.all())
@@ -125,14 +126,14 @@ def _add_missing(session_id, utterances: list[dict]) -> list[TranscriptEntry]:
                     session=session, speaker=key[0], text=utterance["transcript"].strip(),
                     started_at=_utterance_time(utterance.get("absolute_timestamp")),
                     origin=TranscriptOrigin.LIVEAVATAR))
-        added = []
+        changed = []
         if missing:
             from .ingest import write_entries  # ingest imports this module: import at use
 
-            added = write_entries(session, [_as_dict(e) for e in existing] + [_as_dict(e) for e in missing])
+            changed = write_entries(session, [_as_dict(e) for e in existing] + [_as_dict(e) for e in missing])
         session.reconciled_at = timezone.now()
         session.save()
-    return added
+    return len(missing), changed
 
 
 def _as_dict(entry: TranscriptEntry) -> dict:
@@ -147,10 +148,10 @@ async def reconcile(session: AvatarSession) -> int:
     """
     data = await liveavatar.get_client().transcript(session.liveavatar_session_id)
     utterances = (data or {}).get("transcript_data") or []
-    added = await database_sync_to_async(_add_missing)(session.pk, utterances)
-    if added:
-        await dashboard.broadcast(await AvatarSession.objects.aget(pk=session.pk), added)
-    return len(added)
+    added, changed = await database_sync_to_async(_add_missing)(session.pk, utterances)
+    if changed:
+        await dashboard.broadcast(await AvatarSession.objects.aget(pk=session.pk), changed)
+    return added
 
 
 def _due(now: datetime) -> tuple[list, list, list]:
