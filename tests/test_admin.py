@@ -1,0 +1,121 @@
+"""Staff review in the admin: search by a spoken word, the evidence page, exports, ending a session, cost."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.urls import reverse
+from django.utils import timezone
+
+from sessions_app import ingest
+from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHANGELIST = reverse("admin:sessions_app_avatarsession_changelist")
+CONVERSATION = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
+
+
+def recorded_session(**fields) -> AvatarSession:
+    """A session holding the fixture conversation, stored through the real ingest path."""
+    session = AvatarSession.objects.create(**fields)
+    async_to_sync(ingest.store_batch)(session, CONVERSATION)
+    return AvatarSession.objects.get(pk=session.pk)
+
+
+def other_session(text: str) -> AvatarSession:
+    session = AvatarSession.objects.create(status=SessionStatus.ENDED, started_at=timezone.now())
+    TranscriptEntry.objects.create(session=session, position=1, speaker="user", text=text)
+    return session
+
+
+def test_search_finds_a_session_by_a_word_said_in_it(admin_client):
+    wanted = recorded_session()
+    other_session("Do you sell umbrellas?")
+    response = admin_client.get(CHANGELIST, {"q": "Saturdays"})
+    assert list(response.context["cl"].result_list) == [wanted]
+
+
+def test_the_session_page_shows_the_conversation_and_the_event_timeline(admin_client):
+    session = recorded_session()
+    page = admin_client.get(reverse("admin:sessions_app_avatarsession_change", args=[session.pk])).content.decode()
+    assert "What are your hours?" in page and "We&#x27;re open nine to five, Monday to Friday." in page
+    assert page.count('class="avatar') == 4 and "interrupted" in page
+    assert "session.state_updated" in page and "client.keepalive" in page  # every event, unknown ones too
+    xss = other_session("<script>alert(1)</script>")
+    page = admin_client.get(reverse("admin:sessions_app_avatarsession_change", args=[xss.pk])).content.decode()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def export(admin_client, action, *sessions):
+    return admin_client.post(CHANGELIST, {"action": action, "_selected_action": [s.pk for s in sessions]})
+
+
+def test_json_export_parses_and_holds_transcript_and_events(admin_client):
+    first, second = recorded_session(), other_session("Do you sell umbrellas?")
+    response = export(admin_client, "export_json", first, second)
+    assert response["Content-Disposition"] == 'attachment; filename="sessions.json"'
+    data = {s["id"]: s for s in json.loads(response.content)["sessions"]}
+    assert [e["text"] for e in data[str(first.id)]["transcript"]][:2] == [
+        "Hello! I'm Wayne. How can I help you today?", "What are your hours?"]
+    assert len(data[str(first.id)]["events"]) == len(CONVERSATION)
+    assert data[str(first.id)]["end_reason"] == "USER_CLOSED"
+    assert data[str(second.id)]["transcript"][0]["text"] == "Do you sell umbrellas?"
+
+
+def test_csv_export_parses_and_holds_the_transcript(admin_client):
+    session = recorded_session()
+    response = export(admin_client, "export_csv", session)
+    assert response["Content-Disposition"] == f'attachment; filename="session-{session.id}.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(r["speaker"], r["text"]) for r in rows][2] == ("avatar", "We're open nine to five, Monday to Friday.")
+    assert (rows[2]["interrupted"], rows[2]["latency_ms"]) == ("True", "900")
+    assert len(rows) == 7
+
+
+def test_text_export_reads_as_a_conversation(admin_client):
+    session = recorded_session()
+    text = export(admin_client, "export_text", session).content.decode()
+    assert "User: What are your hours?\nAvatar: We're open nine to five, Monday to Friday. [interrupted]" in text
+
+
+def test_end_live_session_stops_it(admin_client):
+    session = AvatarSession.objects.create(status=SessionStatus.ACTIVE, started_at=timezone.now())
+    export(admin_client, "end_live_session", session)
+    session.refresh_from_db()
+    assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
+
+
+def test_deleting_a_session_deletes_its_events_and_transcript(admin_client):
+    session = recorded_session()
+    response = admin_client.post(reverse("admin:sessions_app_avatarsession_delete", args=[session.pk]),
+                                 {"post": "yes"})
+    assert response.status_code == 302
+    assert (SessionEvent.objects.count(), TranscriptEntry.objects.count()) == (0, 0)
+
+
+def test_sessions_are_not_editable(admin_client):
+    session = recorded_session()
+    url = reverse("admin:sessions_app_avatarsession_change", args=[session.pk])
+    admin_client.post(url, {"status": "active", "end_reason": "forged"})
+    session.refresh_from_db()
+    assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
+
+
+def count_changelist_queries(admin_client, django_assert_max_num_queries, expected: int):
+    with django_assert_max_num_queries(expected) as captured:
+        assert admin_client.get(CHANGELIST).status_code == 200
+    return len(captured)
+
+
+def test_the_changelist_costs_the_same_with_5_or_50_sessions(admin_client, django_assert_max_num_queries):
+    for _ in range(5):
+        recorded_session()
+    few = count_changelist_queries(admin_client, django_assert_max_num_queries, 50)
+    for _ in range(45):
+        AvatarSession.objects.create(status=SessionStatus.ENDED, started_at=timezone.now(), turn_count=3)
+    many = count_changelist_queries(admin_client, django_assert_max_num_queries, 50)
+    assert few == many
