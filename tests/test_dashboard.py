@@ -1,0 +1,99 @@
+"""The staff dashboard: who may see it, its figures, and the live feed over /ws/dashboard/."""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+from django.urls import reverse
+from django.utils import timezone
+
+from sessions_app import dashboard, ingest
+from sessions_app.consumers import DashboardConsumer
+from sessions_app.models import AvatarSession, SessionStatus, TranscriptEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CONVERSATION = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
+
+
+def test_staff_get_the_page_with_its_figures(admin_client):
+    response = admin_client.get(reverse("sessions_app:dashboard"))
+    assert response.status_code == 200
+    assert b'id="dashboard-data"' in response.content and b"js/dashboard.mjs" in response.content
+
+
+def test_visitors_and_non_staff_users_are_refused(client):
+    assert client.get(reverse("sessions_app:dashboard")).status_code == 302  # to the staff login
+    client.force_login(User.objects.create_user("visitor", password="x"))
+    response = client.get(reverse("sessions_app:dashboard"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def ended(minutes_ago: int, seconds: int, latencies=(), reason="USER_CLOSED", status=SessionStatus.ENDED,
+          interruptions=0, now=None):
+    start = (now or timezone.now()) - timedelta(minutes=minutes_ago)
+    session = AvatarSession.objects.create(status=status, end_reason=reason, created_at=start, started_at=start,
+                                           ended_at=start + timedelta(seconds=seconds),
+                                           interruption_count=interruptions)
+    for position, latency in enumerate(latencies, start=1):
+        TranscriptEntry.objects.create(session=session, position=position, speaker="avatar", text="ok",
+                                       latency_ms=latency)
+    return session
+
+
+def test_figures_count_sessions_minutes_latency_interruptions_and_failures():
+    now = timezone.now().replace(hour=12)  # noon: "minutes ago" stays today
+    ended(1, 120, latencies=[100, 200, 300], interruptions=2, now=now)
+    ended(2, 60, latencies=[400, 1000], now=now)
+    ended(3, 30, status=SessionStatus.FAILED, reason="START_FAILED", now=now)
+    ended(4, 30, reason="ORPHANED", now=now)
+    AvatarSession.objects.create()  # a token nobody started is not a session yet
+    today = dashboard.figures(now)["today"]
+    assert today == {"sessions": 4, "minutes": 4.0, "median_latency_ms": 300, "p95_latency_ms": 1000,
+                     "interruptions": 2, "failures": {"START_FAILED": 1, "ORPHANED": 1}}
+
+
+def test_figures_of_the_week_include_earlier_days():
+    ended(60 * 24 * 3, 60)
+    ended(60 * 24 * 10, 60)  # too old
+    figures = dashboard.figures()
+    assert figures["week"]["sessions"] == 1 and figures["today"]["sessions"] == 0
+    assert sum(day["sessions"] for day in figures["per_day"]) == 1 and len(figures["per_day"]) == 7
+
+
+async def feed(user):
+    socket = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboard/")
+    socket.scope["user"] = user
+    await socket.connect()
+    return socket
+
+
+async def test_the_feed_refuses_anyone_but_staff():
+    for user in (AnonymousUser(), await User.objects.acreate(username="visitor")):
+        socket = await feed(user)
+        assert await socket.receive_output() == {"type": "websocket.close", "code": 4403}
+
+
+async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
+    staff = await User.objects.acreate(username="staff", is_staff=True)
+    live = await AvatarSession.objects.acreate(status=SessionStatus.ACTIVE, started_at=timezone.now())
+    await TranscriptEntry.objects.acreate(session=live, position=1, speaker="avatar", text="Hi <b>there</b>")
+    socket = await feed(staff)
+    snapshot = await socket.receive_json_from()
+    assert snapshot["type"] == "snapshot"
+    assert [(s["id"], s["transcript"][0]["text"]) for s in snapshot["sessions"]] == [(str(live.id), "Hi <b>there</b>")]
+
+    session = await AvatarSession.objects.acreate()
+    await ingest.store_batch(session, CONVERSATION[:19])  # up to the user's final "What are your hours?"
+    messages = []
+    while not await socket.receive_nothing(timeout=0.2):
+        messages.append(await socket.receive_json_from())
+    assert messages[0]["type"] == "session" and messages[0]["session"]["status"] == "active"
+    entries = [m["entry"] for m in messages if m["type"] == "transcript"]
+    assert [(e["position"], e["speaker"], e["text"], e["partial"]) for e in entries] == [
+        (1, "avatar", "Hello! I'm Wayne. How can I help you today?", False),
+        (2, "user", "What are your hours?", False)]
+    await socket.disconnect()
