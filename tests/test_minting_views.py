@@ -9,6 +9,7 @@ from django.test import Client
 
 from sessions_app import liveavatar
 from sessions_app.liveavatar import EMULATOR_BASE_URL, LiveAvatarClient
+from sessions_app.minting import mint_session
 from sessions_app.models import AvatarSession, SessionStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,3 +107,13 @@ def test_it_reports_a_database_that_is_down(make_daphne_server):
     response = httpx.get(f"{server.url}/healthz")
     assert response.status_code == 503
     assert response.json() == {"database": "down", "channel_layer": "ok", "liveavatar": "emulator"}
+
+
+async def test_it_mints_with_the_allowed_overrides_only():
+    session, token = await mint_session(visitor_key="api:partner", created_via="api", overrides={
+        "is_sandbox": True, "interactivity_type": "PUSH_TO_TALK", "max_session_duration": 90, "language": "fr"})
+    assert token and session.liveavatar_session_id
+    assert (session.is_sandbox, session.interactivity, session.max_session_duration) == (True, "PUSH_TO_TALK", 90)
+    assert session.config["avatar_persona"]["language"] == "fr" and session.created_via == "api"
+    with pytest.raises(ValueError):
+        await mint_session(visitor_key="api:partner", overrides={"avatar_id": "someone-else"})
