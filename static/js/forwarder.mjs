@@ -162,7 +162,10 @@ export async function resendLeftovers(storage, currentSessionId, fetchImpl = glo
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ events: batch }),
         });
-        if (response.ok) queue.remove((await response.json()).acked ?? []);
+        if (response.ok) {
+          const { acked = [], errors = [] } = await response.json();
+          queue.remove([...acked, ...errors.flatMap((error) => error.seqs ?? [])]);
+        }
         // Refused for good (bad credential, unknown session, bad body): retrying cannot help.
         else if ([400, 401, 404, 413].includes(response.status)) queue.remove(batch.map((r) => r.seq));
         else break; // busy or throttled: try again on a later page load

@@ -37,17 +37,30 @@ export class Transcript {
     }
   }
 
+  /** A message the visitor typed for the avatar to answer: shown in order, never merged. */
+  addTyped(text) {
+    const entry = { id: this.entries.length + 1, speaker: "user", text, final: true, interrupted: false, typed: true };
+    this.entries.push(entry);
+    return entry;
+  }
+
   /** The visitor interrupted: the avatar's current (or last) utterance was cut short. */
   markInterrupted() {
     const entry = this.open.avatar ?? this.awaitingFinal.avatar;
     if (!entry) return null;
     entry.interrupted = true;
+    // A final sent before the speech holds words never said: keep only those spoken.
+    if (entry.final && entry.spoken) entry.text = entry.spoken;
     return entry;
   }
 
   #chunk(speaker, text, merge) {
-    let entry = this.open[speaker];
-    if (entry?.final) return speaker === "avatar" ? null : this.#add(speaker, text);
+    const entry = this.open[speaker];
+    if (entry?.final && speaker === "avatar") {
+      entry.spoken = merge(entry.spoken ?? "", text).trimStart();
+      return null;
+    }
+    if (entry?.final) return this.#add(speaker, text);
     this.awaitingFinal[speaker] = null;
     if (!entry) return this.#add(speaker, merge("", text).trimStart());
     entry.text = merge(entry.text, text);

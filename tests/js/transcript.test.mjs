@@ -72,3 +72,26 @@ test("apply returns the changed entry so a view can update one bubble", () => {
   assert.equal(first, second);
   assert.equal(transcript.apply(parseServerEvent({ event_type: "user.speak_ended" })), null);
 });
+
+test("an interrupt keeps only the words the avatar said of a final sent ahead", () => {
+  const transcript = new Transcript();
+  const feed = (event_type, text) => transcript.apply(parseServerEvent({ event_type, text }));
+  feed("avatar.transcription", "We are open from nine to five.");
+  feed("avatar.speak_started");
+  feed("avatar.transcription.chunk", "We");
+  feed("avatar.transcription.chunk", " are");
+  const entry = transcript.markInterrupted();
+  assert.equal(entry.text, "We are");
+  assert.equal(entry.interrupted, true);
+  feed("avatar.speak_ended");
+  assert.equal(transcript.entries.length, 1);
+});
+
+test("a typed message takes its place between spoken turns without absorbing chunks", () => {
+  const transcript = new Transcript();
+  transcript.apply(parseServerEvent({ event_type: "user.transcription.chunk", text: "Hi" }));
+  transcript.addTyped("What are your hours?");
+  transcript.apply(parseServerEvent({ event_type: "user.transcription", text: "Hi there" }));
+  assert.deepEqual(transcript.entries.map((e) => [e.text, Boolean(e.typed)]),
+    [["Hi there", false], ["What are your hours?", true]]);
+});

@@ -1,0 +1,220 @@
+// The visitor page: wires the markup (templates/sessions_app/index.html) to a Conversation and
+// shows what it reports. The only module that touches the DOM besides the transcript view.
+
+import { readConfig } from "./config.mjs";
+import { Conversation } from "./conversation.mjs";
+import { resendLeftovers } from "./forwarder.mjs";
+import { listMicrophones } from "./mic.mjs";
+import { TranscriptView } from "./transcript-view.mjs";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  state: $("state"), quality: $("quality"), countdown: $("countdown"), error: $("error"), video: $("video"),
+  avatarSpeaking: $("avatar-speaking"), userSpeaking: $("user-speaking"), sound: $("enable-sound"),
+  start: $("start"), end: $("end"), newSession: $("new-session"), form: $("message-form"), message: $("message"),
+  send: $("send"), exactly: $("say-exactly"), interrupt: $("interrupt"), listening: $("listening"), mute: $("mute"),
+  ptt: $("push-to-talk"), pttHelp: $("ptt-help"), device: $("mic-device"), micMessage: $("mic-message"),
+  notice: $("notice"),
+};
+const transcriptView = new TranscriptView($("transcript"), $("transcript-empty"));
+const STATE_WORDS = { idle: "Ready to start", connecting: "Connecting…", live: "Live", ending: "Ending…", ended: "Ended" };
+const WARN_SECONDS = 60;
+
+let conversation = null;
+let countdownTimer = null;
+
+const view = {
+  state(state, words, failed) {
+    ui.state.dataset.state = state;
+    ui.state.textContent = state === "ended" && words ? `Ended. ${words}` : STATE_WORDS[state];
+    const live = state === "live";
+    ui.start.hidden = state !== "idle";
+    ui.end.hidden = !(state === "connecting" || state === "live" || state === "ending");
+    ui.end.disabled = state === "ending";
+    ui.newSession.hidden = state !== "ended";
+    for (const control of [ui.message, ui.send, ui.interrupt, ui.listening, ui.ptt]) control.disabled = !live;
+    ui.mute.disabled = !(live && conversation.mic?.usable);
+    ui.device.disabled = !(live && conversation.mic?.usable);
+    if (failed) showMessage(ui.error, words);
+    if (state === "connecting") showMessage(ui.error, "");
+    if (state === "ended") {
+      stopCountdown();
+      ui.quality.hidden = true;
+      ui.sound.hidden = true;
+      ui.video.replaceChildren(placeholder("The conversation has ended."));
+    }
+  },
+  transcript: (entry) => transcriptView.show(entry),
+  speaking(who, speaking) {
+    (who === "avatar" ? ui.avatarSpeaking : ui.userSpeaking).hidden = !speaking;
+    if (who === "avatar") ui.video.dataset.speaking = String(speaking);
+  },
+  quality(quality) {
+    ui.quality.hidden = false;
+    ui.quality.dataset.quality = quality;
+    ui.quality.textContent = `Connection: ${quality}`;
+  },
+  media(element, kind) {
+    if (kind === "video") {
+      element.setAttribute?.("playsinline", "");
+      ui.video.replaceChildren(element);
+    } else {
+      element.hidden = true;
+      ui.video.after(element);
+    }
+  },
+  audioBlocked(blocked) {
+    ui.sound.hidden = !blocked;
+  },
+  mic(state, message) {
+    showMessage(ui.micMessage, message);
+    const usable = state === "on" || state === "muted";
+    ui.mute.disabled = !usable;
+    ui.device.disabled = !usable;
+    ui.mute.textContent = state === "muted" ? "Unmute" : "Mute";
+    if (usable) fillDevices();
+  },
+  deadline(deadline) {
+    stopCountdown();
+    if (!deadline) return;
+    let warned = false;
+    const tick = () => {
+      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      ui.countdown.hidden = false;
+      ui.countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
+      ui.countdown.classList.toggle("warning", left <= WARN_SECONDS);
+      if (left <= WARN_SECONDS && !warned) {
+        warned = true;
+        showMessage(ui.notice, left > 5 ? `The conversation ends in ${left} seconds.` : "The conversation is about to end.");
+      }
+    };
+    tick();
+    countdownTimer = setInterval(tick, 1000);
+  },
+  listening(listening) {
+    ui.listening.textContent = listening ? "Stop listening" : "Start listening";
+  },
+  pushToTalk(state, message = "") {
+    ui.ptt.classList.toggle("active", state === "on");
+    ui.ptt.textContent = state === "on" ? "Talking… release to send" : "Hold to talk";
+    if (message) showMessage(ui.notice, message);
+  },
+};
+
+function showMessage(element, text) {
+  element.textContent = text ?? "";
+  element.hidden = !text;
+}
+
+function placeholder(text) {
+  const p = document.createElement("p");
+  p.className = "video-placeholder";
+  p.textContent = text;
+  return p;
+}
+
+function stopCountdown() {
+  clearInterval(countdownTimer);
+  ui.countdown.hidden = true;
+  ui.countdown.classList.remove("warning");
+}
+
+async function fillDevices() {
+  const devices = await listMicrophones();
+  const chosen = ui.device.value;
+  ui.device.replaceChildren(...devices.map((device, i) => new Option(device.label || `Microphone ${i + 1}`, device.deviceId)));
+  if (!devices.length) ui.device.append(new Option("Default microphone", ""));
+  if (chosen) ui.device.value = chosen;
+}
+
+function begin(config) {
+  conversation = new Conversation(config, view);
+  transcriptView.clear();
+  ui.ptt.hidden = !conversation.pushToTalkMode;
+  ui.pttHelp.hidden = !conversation.pushToTalkMode;
+  ui.mute.hidden = conversation.pushToTalkMode; // push-to-talk decides when the mic is open
+  ui.listening.textContent = "Start listening";
+  ui.mute.textContent = "Mute";
+  showMessage(ui.notice, "");
+  showMessage(ui.micMessage, "");
+  view.state("idle");
+}
+
+// A fresh token from the server, without reloading the page.
+async function newSession(form) {
+  const csrf = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/)?.[1] ?? new FormData(form).get("csrfmiddlewaretoken");
+  ui.newSession.hidden = true;
+  try {
+    const response = await fetch(form.action, {
+      method: "POST", headers: { "X-CSRFToken": csrf, Accept: "application/json" }, credentials: "same-origin",
+    });
+    const config = await response.json().catch(() => ({ error: `The server answered with an error (HTTP ${response.status}).` }));
+    if (!response.ok || config.error) throw new Error(config.error || config.message || `HTTP ${response.status}`);
+    begin(config);
+    await conversation.start();
+  } catch (error) {
+    showMessage(ui.error, `A new conversation could not be prepared: ${error.message}`);
+    ui.newSession.hidden = false;
+  }
+}
+
+function bindControls() {
+  ui.start.addEventListener("click", () => conversation?.start());
+  ui.end.addEventListener("click", () => conversation?.end());
+  ui.newSession.addEventListener("submit", (event) => {
+    event.preventDefault();
+    newSession(event.currentTarget);
+  });
+  ui.form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = ui.message.value.trim();
+    if (!text) return;
+    if (await conversation.say(text, { exactly: ui.exactly.checked })) ui.message.value = "";
+  });
+  ui.interrupt.addEventListener("click", () => conversation.interrupt());
+  ui.listening.addEventListener("click", () => conversation.setListening(!conversation.listening));
+  ui.mute.addEventListener("click", () => conversation.setMuted(conversation.mic?.state === "on"));
+  ui.device.addEventListener("change", () => conversation.mic?.useDevice(ui.device.value));
+  ui.sound.addEventListener("click", () => conversation.enableSound());
+  // Push-to-talk: hold the button (mouse, touch, pen) or the space bar.
+  ui.ptt.addEventListener("pointerdown", (event) => {
+    ui.ptt.setPointerCapture?.(event.pointerId);
+    conversation.pushToTalk(true);
+  });
+  for (const type of ["pointerup", "pointercancel"]) ui.ptt.addEventListener(type, () => conversation.pushToTalk(false));
+  const spaceForTalk = (event) => event.code === "Space" && conversation?.pushToTalkMode && conversation.state === "live"
+    && !event.target.closest?.("input, textarea, select, button:not(#push-to-talk)");
+  document.addEventListener("keydown", (event) => {
+    if (!spaceForTalk(event)) return;
+    event.preventDefault();
+    if (!event.repeat) conversation.pushToTalk(true);
+  });
+  document.addEventListener("keyup", (event) => {
+    if (!spaceForTalk(event)) return;
+    event.preventDefault();
+    conversation.pushToTalk(false);
+  });
+  window.addEventListener("pagehide", () => conversation?.pageClosing());
+}
+
+function main() {
+  const config = readConfig();
+  bindControls();
+  resendLeftovers(sessionStorage, config.session_id);
+  if (config.error) {
+    ui.newSession.hidden = false; // minting failed: let the visitor try again
+    return;
+  }
+  begin(config);
+  if (config.emulator) {
+    // Test hooks, on the emulator only: what a real visitor does with their voice or network.
+    window.avatarApp = {
+      get conversation() { return conversation; },
+      simulateUserSays: (text) => conversation.simulateUserSays(text),
+      dropForwarderSocket: () => conversation.forwarder.dropSocket(),
+    };
+  }
+  if (config.auto_start) conversation.start();
+}
+
+main();

@@ -1,0 +1,332 @@
+// One LiveAvatar conversation, from the token in the page to its end: starts the session, joins
+// the room, waits for the avatar and the agent, sends commands, follows the server events, keeps
+// the session alive, and ends it the same way whoever ends it (the visitor, the server, the page
+// closing, a lost room). Every event goes to Django through the forwarder. No DOM here: the view
+// object (app.mjs) is told what to show.
+
+import { COMMAND_TOPIC, RESPONSE_TOPIC, encodeCommand, makeCommand } from "./commands.mjs";
+import { websocketUrl } from "./config.mjs";
+import { EventQueue } from "./event-queue.mjs";
+import { describeEndReason, parseServerEvent } from "./events.mjs";
+import { Forwarder } from "./forwarder.mjs";
+import { LiveAvatarApi } from "./liveavatar-api.mjs";
+import { Microphone } from "./mic.mjs";
+import { AVATAR_IDENTITY, RoomEvent, agentIdentity, createRoom } from "./room.mjs";
+import { Transcript } from "./transcript.mjs";
+
+const JOIN_TIMEOUT_MS = 30000;
+const KEEPALIVE_MS = 60000;
+const ACK_TIMEOUT_MS = 5000;
+const STOP_TIMEOUT_MS = 5000;
+
+export class Conversation {
+  constructor(config, view, { storage = globalThis.sessionStorage } = {}) {
+    this.config = config;
+    this.view = view;
+    this.state = "idle"; // idle → connecting → live → ending → ended
+    this.stage = "";
+    this.api = new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
+    const queue = new EventQueue({ sessionId: config.session_id, httpUrl: config.events_http_url, storage });
+    this.forwarder = new Forwarder({ queue, wsUrl: websocketUrl(config.events_ws_url), httpUrl: config.events_http_url });
+    this.transcript = new Transcript();
+    this.pushToTalkMode = config.interactivity === "PUSH_TO_TALK";
+    this.room = null;
+    this.mic = null;
+    this.starting = null;
+    this.speaking = { user: false, avatar: false };
+    this.listening = false;
+    this.pttDown = false;
+    this.waiters = [];
+    this.mediaKinds = new Set();
+    this.audioBlocked = false;
+    this.client("client.token_received", { liveavatar_session_id: config.liveavatar_session_id });
+  }
+
+  /** Forward one of the page's own lifecycle events. */
+  client(eventType, fields = {}) {
+    this.forwarder.record("client", { event_type: eventType, ...fields });
+  }
+
+  async start() {
+    if (this.state !== "idle") return;
+    this.#setState("connecting");
+    this.forwarder.start();
+    this.client("client.start_requested");
+    try {
+      this.stage = "start";
+      this.starting = this.api.start();
+      // The room code (livekit-client in production) downloads while the session starts.
+      const [room, started] = await Promise.all([createRoom(this.config), this.starting]);
+      this.room = room;
+      const maxSeconds = started.max_session_duration ?? this.config.max_session_duration ?? null;
+      const deadline = maxSeconds ? Date.now() + maxSeconds * 1000 : null;
+      this.client("client.started", { max_session_duration: maxSeconds });
+      if (this.state !== "connecting") return;
+      this.stage = "connect";
+      this.#wireRoom(room);
+      await room.connect(started.livekit_url, started.livekit_client_token);
+      this.client("client.connected", { identity: room.localParticipant.identity });
+      if (this.state !== "connecting") return;
+      this.stage = "join";
+      await this.#waitForParticipants();
+      if (this.state !== "connecting") return;
+      this.client("client.participants_ready");
+      await this.#goLive(deadline);
+    } catch (error) {
+      if (this.state !== "connecting") return; // ended meanwhile: the error is only its echo
+      this.client("client.error", { message: error.message, stage: this.stage });
+      await this.#finish({ reason: `${this.stage.toUpperCase()}_FAILED`, words: error.message, failed: true });
+    }
+  }
+
+  /** The visitor ends the conversation (also while it is still connecting). */
+  end() {
+    if (this.state !== "connecting" && this.state !== "live") return this.finishing;
+    return this.#finish({ reason: "USER_CLOSED", words: describeEndReason("USER_CLOSED") });
+  }
+
+  /** The page is closing: everything must leave now, with fetch keepalive and sendBeacon. */
+  pageClosing() {
+    if (this.state === "connecting" || this.state === "live") {
+      this.client("client.stop_requested", { reason: "USER_CLOSED", page_closed: true });
+      if (this.starting) this.api.stop("USER_CLOSED", { keepalive: true }).catch(() => {});
+      this.room?.disconnect();
+      this.state = "ended";
+      this.client("client.stopped", { reason: "USER_CLOSED", page_closed: true });
+    }
+    this.client("client.unload");
+    this.forwarder.beacon();
+  }
+
+  // Commands (agent-control)
+
+  async command(eventType, fields = {}) {
+    if (this.state !== "live") return null;
+    const command = makeCommand(eventType, fields);
+    this.forwarder.record("command", command);
+    await this.room.localParticipant.publishData(encodeCommand(command), { reliable: true, topic: COMMAND_TOPIC });
+    return command;
+  }
+
+  /** Ask the avatar (its LLM answers), or with `exactly` make it say the text word for word. */
+  async say(text, { exactly = false } = {}) {
+    const command = await this.command(exactly ? "avatar.speak_text" : "avatar.speak_response", { text });
+    // A question typed for the avatar's LLM has no transcription event of its own.
+    if (command && !exactly) this.view.transcript(this.transcript.addTyped(text));
+    return command;
+  }
+
+  interrupt() {
+    if (this.speaking.avatar) {
+      const entry = this.transcript.markInterrupted();
+      if (entry) this.view.transcript(entry);
+    }
+    return this.command("avatar.interrupt");
+  }
+
+  async setListening(listening) {
+    if (!(await this.command(listening ? "avatar.start_listening" : "avatar.stop_listening"))) return;
+    this.listening = listening;
+    this.view.listening(listening);
+  }
+
+  /** Push-to-talk: the mic is open only between the server's "started" and the release. */
+  async pushToTalk(down) {
+    if (!this.pushToTalkMode || this.state !== "live" || down === this.pttDown) return;
+    this.pttDown = down;
+    if (down) {
+      this.view.pushToTalk("starting");
+      const acked = this.#waitFor(["user.push_to_talk_started", "user.push_to_talk_start_failed"]);
+      await this.command("user.start_push_to_talk");
+      const answer = await acked;
+      if (answer === "user.push_to_talk_started") {
+        if (this.pttDown) {
+          await this.mic?.setMuted(false);
+          this.view.pushToTalk("on");
+        }
+      } else {
+        this.pttDown = false;
+        this.view.pushToTalk("off", answer ? "Push-to-talk could not start. Try again." : "The avatar did not answer push-to-talk. Try again.");
+      }
+    } else {
+      await this.mic?.setMuted(true);
+      await this.command("user.stop_push_to_talk");
+      this.view.pushToTalk("off");
+    }
+  }
+
+  async enableSound() {
+    await this.room?.startAudio();
+    this.#checkAudio();
+  }
+
+  async setMuted(muted) {
+    await this.mic?.setMuted(muted);
+  }
+
+  /** Test hook on the emulator only: the visitor "says" a sentence. */
+  simulateUserSays(text) {
+    return this.command("emulator.user_says", { text });
+  }
+
+  // Room
+
+  #wireRoom(room) {
+    room.on(RoomEvent.DataReceived, (payload, participant, kind, topic) => {
+      if (topic === RESPONSE_TOPIC) this.#serverEvent(payload);
+    });
+    room.on(RoomEvent.TrackSubscribed, (track, publication, participant) => {
+      if (participant?.identity === AVATAR_IDENTITY) this.#attach(track);
+    });
+    room.on(RoomEvent.ConnectionQualityChanged, (quality, participant) => {
+      if (participant?.identity !== room.localParticipant.identity) return;
+      this.view.quality(quality);
+      this.client("client.quality", { quality });
+    });
+    room.on(RoomEvent.Reconnecting, () => this.view.quality("reconnecting"));
+    room.on(RoomEvent.Reconnected, () => this.view.quality("good"));
+    room.on(RoomEvent.AudioPlaybackStatusChanged, () => this.#checkAudio());
+    room.on(RoomEvent.Disconnected, () => {
+      // The room went away without session.stopped: network loss or the service closed it.
+      // (While connect() runs, its own rejection reports the failure.)
+      if (this.state === "live" || (this.state === "connecting" && this.stage === "join")) {
+        this.#finish({ reason: "USER_DISCONNECTED", words: "The connection to the avatar was lost.", failed: true });
+      }
+    });
+  }
+
+  #waitForParticipants() {
+    const needed = [AVATAR_IDENTITY, agentIdentity(this.config.liveavatar_session_id)];
+    const missing = () => needed.filter((identity) => !this.room.remoteParticipants.has(identity));
+    if (!missing().length) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => missing().length || done(resolve);
+      const timer = setTimeout(() => done(() => reject(new Error(
+        `The avatar did not join within ${JOIN_TIMEOUT_MS / 1000} seconds. Please try again in a moment.`))), JOIN_TIMEOUT_MS);
+      const done = (settle) => {
+        clearTimeout(timer);
+        this.room.off(RoomEvent.ParticipantConnected, check);
+        this.abortJoin = null;
+        settle();
+      };
+      this.room.on(RoomEvent.ParticipantConnected, check);
+      this.abortJoin = () => done(resolve);
+    });
+  }
+
+  async #goLive(deadline) {
+    this.#setState("live");
+    this.view.deadline(deadline);
+    this.keepAliveTimer = setInterval(() => this.#keepAlive(), KEEPALIVE_MS);
+    this.mic = new Microphone(this.room, (state, message) => {
+      this.client("client.mic", message ? { state, message } : { state });
+      this.view.mic(state, message);
+    });
+    await this.mic.enable({ muted: this.pushToTalkMode });
+  }
+
+  #attach(track) {
+    this.view.media(track.attach(), track.kind);
+    this.mediaKinds.add(track.kind);
+    if (track.kind === "audio") this.#checkAudio();
+    if (!this.mediaReady && this.mediaKinds.has("video") && this.mediaKinds.has("audio")) {
+      this.mediaReady = true;
+      this.client("client.media_ready");
+    }
+  }
+
+  // Autoplay: browsers may refuse sound until the visitor taps; room.startAudio() unlocks it.
+  #checkAudio() {
+    if (!this.room || this.state === "ending" || this.state === "ended") return;
+    const blocked = !this.room.canPlaybackAudio;
+    if (blocked === this.audioBlocked) return;
+    this.audioBlocked = blocked;
+    this.client(blocked ? "client.audio_blocked" : "client.audio_unblocked");
+    this.view.audioBlocked(blocked);
+  }
+
+  async #keepAlive() {
+    this.client("client.keepalive");
+    try {
+      await this.api.keepAlive();
+    } catch (error) {
+      this.client("client.error", { message: error.message, stage: "keepalive" });
+    }
+  }
+
+  // Server events (agent-response)
+
+  #serverEvent(payload) {
+    const event = parseServerEvent(payload);
+    if (!event) {
+      // Not JSON: still evidence of what the service sent.
+      this.forwarder.record("server", { event_type: "unparsed", payload: new TextDecoder().decode(payload) });
+      return;
+    }
+    this.forwarder.record("server", event.raw);
+    const entry = this.transcript.apply(event);
+    if (entry) this.view.transcript(entry);
+    for (const waiter of this.waiters.filter((w) => w.types.includes(event.type))) waiter.resolve(event.type);
+    const [who, what] = event.type.split(".");
+    if (what === "speak_started" || what === "speak_ended") {
+      this.speaking[who] = what === "speak_started";
+      this.view.speaking(who, this.speaking[who]);
+    }
+    if (event.type === "session.stopped") {
+      this.#finish({ reason: event.endReason, fromServer: true, words: describeEndReason(event.endReason) });
+    }
+  }
+
+  #waitFor(types) {
+    return new Promise((resolve) => {
+      const waiter = { types, resolve: (type) => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(type);
+      } };
+      const timer = setTimeout(() => waiter.resolve(null), ACK_TIMEOUT_MS);
+      this.waiters.push(waiter);
+    });
+  }
+
+  // The one way out, whoever asked for it.
+
+  // `reason` is a SessionEndReason (API.md §2.4) or, for a failed start, <STAGE>_FAILED.
+  #finish({ reason, words, fromServer = false, failed = false }) {
+    if (this.finishing) return this.finishing;
+    this.#setState("ending");
+    if (!fromServer) this.client("client.stop_requested", { reason });
+    this.abortJoin?.();
+    clearInterval(this.keepAliveTimer);
+    for (const waiter of [...this.waiters]) waiter.resolve(null);
+    this.finishing = (async () => {
+      if (this.starting) {
+        // A stop must not overtake the start it cancels.
+        await withTimeout(this.starting.catch(() => {}), STOP_TIMEOUT_MS);
+        try {
+          const stopReason = reason === "USER_CLOSED" ? reason : "USER_DISCONNECTED";
+          await withTimeout(this.api.stop(stopReason), STOP_TIMEOUT_MS);
+        } catch (error) {
+          this.client("client.error", { message: error.message, stage: "stop" });
+        }
+      }
+      await this.room?.disconnect();
+      for (const who of ["user", "avatar"]) this.view.speaking(who, false);
+      this.client("client.stopped", { reason });
+      this.#setState("ended", words, failed);
+      await this.forwarder.close();
+    })();
+    return this.finishing;
+  }
+
+  #setState(state, words = "", failed = false) {
+    this.state = state;
+    this.view.state(state, words, failed);
+  }
+}
+
+function withTimeout(promise, ms) {
+  let timer;
+  return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+    .finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,39 @@
+// Renders transcript entries (transcript.mjs) as list items: one per utterance, starting with
+// the speaker, updated in place while its words arrive.
+
+const SPEAKERS = { user: "You", avatar: "Avatar" };
+
+export class TranscriptView {
+  constructor(list, emptyNote) {
+    this.list = list;
+    this.emptyNote = emptyNote;
+    this.items = new Map();
+  }
+
+  show(entry) {
+    let item = this.items.get(entry.id);
+    if (!item) {
+      item = document.createElement("li");
+      const speaker = document.createElement("strong");
+      speaker.textContent = `${SPEAKERS[entry.speaker] ?? entry.speaker}${entry.typed ? " (typed)" : ""}:`;
+      const text = document.createElement("span");
+      const note = document.createElement("em");
+      item.append(speaker, " ", text, note);
+      item.dataset.speaker = entry.speaker;
+      this.items.set(entry.id, item);
+      this.list.append(item);
+      this.emptyNote.hidden = true;
+    }
+    item.querySelector("span").textContent = entry.text;
+    item.querySelector("em").textContent = entry.interrupted ? " (interrupted)" : "";
+    item.classList.toggle("partial", !entry.final);
+    // Follow the conversation inside the list (it scrolls on its own), not the whole page.
+    this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  clear() {
+    this.list.replaceChildren();
+    this.items.clear();
+    this.emptyNote.hidden = false;
+  }
+}
