@@ -10,7 +10,7 @@ from typing import Literal
 from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404
-from ninja import NinjaAPI, Query, Status
+from ninja import NinjaAPI, Query, Status, Swagger
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.pagination import paginate
 
@@ -34,6 +34,8 @@ api = NinjaAPI(
     description="Mint LiveAvatar sessions, forward their events and read what the site stored. "
                 "Authenticate with `Authorization: Bearer <API key>`.",
     urls_namespace="api",
+    # Swagger UI from ninja's static files (no CDN); no validator badge, which would load from swagger.io.
+    docs=Swagger(settings={"validatorUrl": None}),
 )
 
 
