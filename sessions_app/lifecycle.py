@@ -108,32 +108,44 @@ def _utterance_time(value) -> datetime | None:
 
 
 def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[TranscriptEntry]]:
-    """(how many utterances were missing, transcript rows created or changed to make room for them)."""
+    """(how many utterances were missing, transcript rows created or changed to make room for them).
+
+    A missing utterance goes right after the entry that matched LiveAvatar's previous utterance:
+    LiveAvatar's timestamps are whole seconds (the emulator's, at least), too coarse to order by.
+    """
     with transaction.atomic():
         session = AvatarSession.objects.select_for_update().get(pk=session_id)
-        existing = list(session.transcript.all())
-        # Each forwarded entry accounts for one LiveAvatar utterance with the same speaker and words.
-        unmatched = [(e.speaker, transcript.normalized(e.text)) for e in existing]
-        missing = []
+        merged = [_as_dict(e) for e in session.transcript.all()]
+        matched = [False] * len(merged)  # each forwarded entry accounts for one LiveAvatar utterance
+        anchor, added = -1, 0
         for utterance in utterances:
-            key = (utterance.get("role"), transcript.normalized(utterance.get("transcript") or ""))
-            if key[0] not in Speaker.values or not key[1]:
+            speaker, words = utterance.get("role"), transcript.normalized(utterance.get("transcript") or "")
+            if speaker not in Speaker.values or not words:
                 continue
-            if key in unmatched:
-                unmatched.remove(key)
-            else:
-                missing.append(TranscriptEntry(
-                    session=session, speaker=key[0], text=utterance["transcript"].strip(),
-                    started_at=_utterance_time(utterance.get("absolute_timestamp")),
-                    origin=TranscriptOrigin.LIVEAVATAR))
+            same = next((i for i, e in enumerate(merged) if not matched[i] and e["speaker"] == speaker
+                         and transcript.normalized(e["text"]) == words), None)
+            if same is not None:
+                matched[same], anchor = True, same
+                continue
+            at = _utterance_time(utterance.get("absolute_timestamp"))
+            before = merged[anchor]["started_at"] if anchor >= 0 else None
+            after = merged[anchor + 1]["started_at"] if anchor + 1 < len(merged) else None
+            if at is None or (before and at < before) or (after and at > after):
+                at = before or after or at  # keep the place found above when the entries are sorted by time
+            anchor += 1
+            merged.insert(anchor, {"speaker": speaker, "text": utterance["transcript"].strip(), "started_at": at,
+                                   "ended_at": None, "interrupted": False, "from_chunks": False,
+                                   "origin": TranscriptOrigin.LIVEAVATAR, "latency_ms": None})
+            matched.insert(anchor, True)
+            added += 1
         changed = []
-        if missing:
+        if added:
             from .ingest import write_entries  # ingest imports this module: import at use
 
-            changed = write_entries(session, [_as_dict(e) for e in existing] + [_as_dict(e) for e in missing])
+            changed = write_entries(session, merged)
         session.reconciled_at = timezone.now()
         session.save()
-    return len(missing), changed
+    return added, changed
 
 
 def _as_dict(entry: TranscriptEntry) -> dict:

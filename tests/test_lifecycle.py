@@ -153,3 +153,13 @@ def test_illegal_transitions_are_ignored(caplog):
     assert not lifecycle.transition(session, SessionStatus.ACTIVE, timezone.now())
     assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
     assert "ignored ended → active" in caplog.text
+
+
+def test_the_server_reaps_on_its_own_when_the_reaper_is_on(make_daphne_server):
+    long_ago = timezone.now() - timedelta(minutes=10)
+    orphan = AvatarSession.objects.create(status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=long_ago)
+    make_daphne_server(env={"REAPER_INTERVAL_SECONDS": "1"})  # its health probe is the first request
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and AvatarSession.objects.get(pk=orphan.pk).status != SessionStatus.ENDED:
+        time.sleep(0.2)
+    assert AvatarSession.objects.get(pk=orphan.pk).end_reason == lifecycle.ORPHANED
