@@ -6,10 +6,12 @@ order with none missing, the transcript, the session's end) are both checked.
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the tests are fine.
@@ -24,6 +26,7 @@ BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 MIC_ALLOWED = [*BASE_ARGS, "--use-fake-ui-for-media-stream"]
 OPENING = "Hello! I am the emulated avatar. What would you like to talk about?"
 TIMEOUT = 15_000
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def launch(playwright):
     def launch(args=MIC_ALLOWED):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         browsers.append(browser)
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1200, "height": 760})
         page.set_default_timeout(TIMEOUT)
         expect.set_options(timeout=TIMEOUT)
         return page
@@ -50,17 +53,23 @@ def launch(playwright):
 
 
 def record_states(page):
-    """Keep every text the status element shows, to check the page went through each state."""
+    """Keep every state the status element goes through (even two changes in one task)."""
     page.evaluate("""() => {
-        window.seenStates = [document.getElementById('state').dataset.state];
-        new MutationObserver(() => window.seenStates.push(document.getElementById('state').dataset.state))
-            .observe(document.getElementById('state'), {attributes: true, childList: true, subtree: true});
+        window.seenStates = [];
+        new MutationObserver((records) => window.seenStates.push(...records.map((r) => r.oldValue)))
+            .observe(document.getElementById('state'), {attributeFilter: ['data-state'], attributeOldValue: true});
     }""")
 
 
 def seen_states(page):
-    states = page.evaluate("window.seenStates")
+    states = page.evaluate("() => [...window.seenStates, document.getElementById('state').dataset.state]")
     return [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+
+
+def count_stops(page) -> list:
+    stops = []
+    page.on("request", lambda request: stops.append(request.url) if request.url.endswith("/v1/sessions/stop") else None)
+    return stops
 
 
 def start(page, url):
@@ -85,7 +94,7 @@ def session_id(page) -> str:
 
 def wait_forwarded(page):
     """Every event the page made is acknowledged by the server (stored)."""
-    page.wait_for_function("window.avatarApp.conversation.forwarder.queue.size === 0")
+    page.wait_for_function("() => window.avatarApp.conversation.forwarder.queue.size === 0")
 
 
 def stored_seqs(sid):
@@ -94,6 +103,7 @@ def stored_seqs(sid):
 
 def test_it_holds_a_whole_conversation(daphne_server, launch):
     page = launch()
+    stops = count_stops(page)
     start(page, daphne_server.url)
     items = transcript_items(page)
     expect(items.first).to_have_text(f"Avatar: {OPENING}")
@@ -110,6 +120,7 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
     expect(items.nth(3)).to_have_text("You: Hello there")
     expect(items.nth(4)).to_have_text("Avatar: Hello! How can I help you today?")
     wait_avatar_quiet(page)
+    page.screenshot(path=str(SCREENSHOT))  # the README's picture of the live page
 
     page.get_by_label("Say exactly").check()
     page.get_by_label("Message").fill("This is a very long sentence that the avatar will not be able to finish at all today")
@@ -146,4 +157,170 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
         assert expected in types, expected
     assert types.index("client.started") < types.index("client.connected") < types.index("client.stopped")
     entries = [(e.speaker, e.text, e.interrupted) for e in TranscriptEntry.objects.filter(session_id=sid)]
-    print(entries)
+    assert entries == [
+        ("avatar", OPENING, False),
+        ("avatar", "We are open from nine to five, Monday to Friday.", False),
+        ("user", "Hello there", False),
+        ("avatar", "Hello! How can I help you today?", False),
+        ("avatar", "This is a very long sentence that the avatar will not be able to finish at all today", True),
+    ]
+    assert len(stops) == 1
+
+    # A fresh token without reloading: the new conversation starts at once.
+    page.get_by_role("button", name="Start a new conversation").click()
+    expect(page.get_by_role("status")).to_have_text("Live")
+    assert session_id(page) != sid
+    expect(transcript_items(page)).to_have_count(1)
+    expect(transcript_items(page).first).to_have_text(f"Avatar: {OPENING}")
+
+
+def test_it_loses_no_event_when_the_websocket_is_cut(daphne_server, launch):
+    page = launch()
+    cut = {"drop_acks": False, "sockets": []}
+
+    def proxy(ws):
+        # Between page and server: while drop_acks is set, the server stores events but its acks
+        # never reach the page, which must then send them again on the next socket.
+        server = ws.connect_to_server()
+        cut["sockets"].append(ws)
+        ws.on_message(server.send)
+        server.on_message(lambda message: None if cut["drop_acks"] else ws.send(message))
+
+    page.route_web_socket(re.compile(r"/ws/sessions/"), proxy)
+    start(page, daphne_server.url)
+    items = transcript_items(page)
+    expect(items.first).to_have_text(f"Avatar: {OPENING}")
+
+    cut["drop_acks"] = True
+    page.evaluate("window.avatarApp.simulateUserSays('Hello there')")
+    expect(items.nth(1)).to_have_text("You: Hello there")
+    assert page.evaluate("window.avatarApp.conversation.forwarder.queue.size") > 0
+    cut["sockets"][-1].close(code=1011, reason="network down")
+    cut["drop_acks"] = False
+    expect(items.nth(2)).to_have_text("Avatar: Hello! How can I help you today?")
+    wait_forwarded(page)
+    assert len(cut["sockets"]) >= 2
+
+    page.evaluate("window.avatarApp.dropForwarderSocket()")  # and once more from the page's side
+    page.get_by_label("Message").fill("What are your hours?")
+    page.get_by_role("button", name="Send").click()
+    wait_avatar_quiet(page)
+    expect(items.nth(4)).to_have_text("Avatar: We are open from nine to five, Monday to Friday.")
+    sid = session_id(page)
+    page.get_by_role("button", name="End conversation").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile("^Ended"))
+    made = page.evaluate("window.avatarApp.conversation.forwarder.queue.next - 1")
+    wait_forwarded(page)
+    assert stored_seqs(sid) == list(range(1, made + 1))
+    assert AvatarSession.objects.get(id=sid).status == SessionStatus.ENDED
+
+
+def test_it_ends_the_session_when_the_page_is_reloaded(daphne_server, launch):
+    page = launch()
+    start(page, daphne_server.url)
+    expect(transcript_items(page).first).to_contain_text("Avatar:")
+    first = session_id(page)
+    page.evaluate("window.avatarApp.simulateUserSays('Hello there')")
+    expect(page.locator("#user-speaking")).to_be_visible()
+    page.reload()
+
+    expect(page.get_by_role("status")).to_have_text("Ready to start")
+    assert session_id(page) != first
+    # The new page sends what the old one could not get acknowledged, then forgets it.
+    page.wait_for_function(
+        "id => !Object.keys(sessionStorage).some(k => k.endsWith(id))", arg=first)
+    session = AvatarSession.objects.get(id=first)
+    assert session.status == SessionStatus.ENDED
+    # The keepalive stop left with the closing page (Playwright does not see requests of a page
+    # being unloaded, so the emulator is asked).
+    remote = EmulatedSession.objects.get(id=session.liveavatar_session_id)
+    assert (remote.status, remote.end_reason) == (EmulatedSession.ENDED, "USER_CLOSED")
+    events = list(SessionEvent.objects.filter(session_id=first).order_by("seq").values_list("seq", "event_type"))
+    assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
+    assert events[-1][1] == "client.unload"
+    assert "emulator.user_says" in [kind for _, kind in events]
+
+
+def test_it_shows_the_server_ending_the_session(make_daphne_server, launch):
+    server = make_daphne_server(env={"LIVEAVATAR_MAX_SESSION_SECONDS": "60"})  # 3 s at speed 20
+    page = launch()
+    stops = count_stops(page)
+    start(page, server.url)
+    expect(page.locator("#countdown")).to_be_visible()
+    sid = session_id(page)
+    expect(page.get_by_role("status")).to_have_text("Ended. The conversation reached its time limit.")
+    expect(page.get_by_role("button", name="Start a new conversation")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    wait_forwarded(page)
+    assert len(stops) == 1
+    session = AvatarSession.objects.get(id=sid)
+    assert (session.status, session.end_reason) == (SessionStatus.ENDED, "MAX_DURATION_REACHED")
+
+
+def test_it_ends_while_still_connecting(daphne_server, launch):
+    page = launch()
+    stops = count_stops(page)
+    page.goto(daphne_server.url)
+    record_states(page)
+    sid = session_id(page)
+    # Both clicks in one task: End is pressed before the start call has answered.
+    page.evaluate("document.getElementById('start').click(); document.getElementById('end').click()")
+    expect(page.get_by_role("status")).to_have_text("Ended. You ended the conversation.")
+    assert seen_states(page) == ["idle", "connecting", "ending", "ended"]
+    wait_forwarded(page)
+    assert len(stops) == 1
+    assert AvatarSession.objects.get(id=sid).status == SessionStatus.ENDED
+
+
+def test_it_carries_on_by_text_when_the_microphone_is_denied(daphne_server, launch):
+    page = launch(BASE_ARGS)
+    start(page, daphne_server.url)
+    expect(page.get_by_role("alert").filter(has_text="microphone is blocked")).to_be_visible()
+    expect(page.get_by_role("button", name="Mute")).to_be_disabled()
+    page.get_by_label("Message").fill("What are your hours?")
+    page.get_by_role("button", name="Send").click()
+    expect(transcript_items(page).last).to_have_text("Avatar: We are open from nine to five, Monday to Friday.")
+    sid = session_id(page)
+    wait_forwarded(page)
+    mic = SessionEvent.objects.get(session_id=sid, event_type="client.mic")
+    assert mic.payload["state"] == "denied"
+
+
+def test_it_talks_with_push_to_talk(make_daphne_server, launch):
+    server = make_daphne_server(env={"LIVEAVATAR_INTERACTIVITY": "PUSH_TO_TALK"})
+    page = launch()
+    start(page, server.url)
+    expect(page.get_by_role("button", name="Mute")).to_be_hidden()
+    items = transcript_items(page)
+    expect(items.first).to_have_text(f"Avatar: {OPENING}")
+    wait_avatar_quiet(page)
+
+    talk = page.get_by_role("button", name="Hold to talk")
+    talk.hover()
+    page.mouse.down()
+    expect(page.get_by_role("button", name="Talking… release to send")).to_be_visible()
+    page.evaluate("window.avatarApp.simulateUserSays('Hello there')")
+    expect(items.nth(1)).to_have_text("You: Hello there")
+    page.mouse.up()
+    expect(items.nth(2)).to_have_text("Avatar: Hello! How can I help you today?")
+    wait_avatar_quiet(page)
+
+    page.locator("body").focus()
+    page.keyboard.down("Space")
+    expect(page.get_by_role("button", name="Talking… release to send")).to_be_visible()
+    page.evaluate("window.avatarApp.simulateUserSays('What are your hours?')")
+    expect(items.nth(3)).to_have_text("You: What are your hours?")
+    page.keyboard.up("Space")
+    expect(items.nth(4)).to_have_text("Avatar: We are open from nine to five, Monday to Friday.")
+
+
+def test_it_asks_for_a_tap_when_sound_is_blocked(daphne_server, launch):
+    page = launch()
+    page.goto(f"{daphne_server.url}/?auto_start=1")  # no click: the browser blocks sound
+    expect(page.get_by_role("status")).to_have_text("Live")
+    page.get_by_role("button", name="Tap to enable sound").click()
+    expect(page.get_by_role("button", name="Tap to enable sound")).to_be_hidden()
+    sid = session_id(page)
+    wait_forwarded(page)
+    types = set(SessionEvent.objects.filter(session_id=sid).values_list("event_type", flat=True))
+    assert {"client.audio_blocked", "client.audio_unblocked"} <= types
