@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_started
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import dashboard, liveavatar, transcript
@@ -168,13 +169,13 @@ async def reconcile(session: AvatarSession) -> int:
 
 def _due(now: datetime) -> tuple[list, list, list]:
     grace = now - timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
-    orphans = list(AvatarSession.objects.filter(
-        status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE), open_connections__lte=0,
-        last_event_at__lt=grace))
+    # A live page forwards a keep-alive event every 60 s, so a socket silent for three grace
+    # periods is one whose Daphne process died without decrementing open_connections.
+    no_socket = Q(open_connections__lte=0) | Q(last_event_at__lt=now - 3 * (now - grace))
     # A started session that never forwarded an event (page died at once) is judged by its start time.
-    orphans += AvatarSession.objects.filter(
-        status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE), open_connections__lte=0,
-        last_event_at__isnull=True, started_at__lt=grace)
+    silent = Q(last_event_at__lt=grace) | Q(last_event_at__isnull=True, started_at__lt=grace)
+    orphans = list(AvatarSession.objects.filter(
+        no_socket, silent, status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE)))
     expired = list(AvatarSession.objects.filter(
         status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=settings.TOKEN_EXPIRY_SECONDS)))
     unreconciled = list(AvatarSession.objects.filter(

@@ -108,26 +108,34 @@ async def test_reconciliation_adds_what_the_browser_never_forwarded():
     await page.room.disconnect()
 
 
-async def test_the_reaper_stops_orphans_at_liveavatar_and_leaves_live_pages_alone():
+async def test_the_reaper_stops_orphans_at_liveavatar_and_leaves_live_pages_alone(settings):
+    settings.ORPHAN_GRACE_SECONDS = 120
     orphan, _ = await started_session()
     watched, _ = await started_session()
     quiet_but_recent, _ = await started_session()
+    stale_socket, _ = await started_session()
     long_ago = timezone.now() - timedelta(minutes=10)
     await AvatarSession.objects.filter(pk=orphan.pk).aupdate(status=SessionStatus.ACTIVE, started_at=long_ago,
                                                              last_event_at=long_ago)
-    await AvatarSession.objects.filter(pk=watched.pk).aupdate(status=SessionStatus.ACTIVE, started_at=long_ago,
-                                                              last_event_at=long_ago, open_connections=1)
+    # Silent past the grace period, but its socket is open: the visitor may just be reading.
+    await AvatarSession.objects.filter(pk=watched.pk).aupdate(
+        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=timezone.now() - timedelta(minutes=4),
+        open_connections=1)
     await AvatarSession.objects.filter(pk=quiet_but_recent.pk).aupdate(
         status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=timezone.now())
+    # Counted as connected, but not even a keep-alive for three grace periods: its process died.
+    await AvatarSession.objects.filter(pk=stale_socket.pk).aupdate(
+        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=long_ago, open_connections=1)
 
     counts = await lifecycle.reap_orphans()
 
-    assert counts["orphaned"] == 1
+    assert counts["orphaned"] == 2
     orphan = await AvatarSession.objects.aget(pk=orphan.pk)
     assert (orphan.status, orphan.end_reason) == (SessionStatus.ENDED, lifecycle.ORPHANED)
     remote = await liveavatar.get_client().get_session(orphan.liveavatar_session_id)
     assert remote["end_reason"] == "USER_DISCONNECTED"
     assert orphan.reconciled_at is not None
+    assert (await AvatarSession.objects.aget(pk=stale_socket.pk)).status == SessionStatus.ENDED
     statuses = [s async for s in AvatarSession.objects.filter(pk__in=[watched.pk, quiet_but_recent.pk])
                 .values_list("status", flat=True)]
     assert statuses == [SessionStatus.ACTIVE, SessionStatus.ACTIVE]
