@@ -1,0 +1,279 @@
+"""python -m bench (make bench): measure issue 6's figures, print a table, write JSON to $BENCH_JSON.
+
+Every figure is measured in this run next to its baseline, on 127.0.0.1, against Daphne processes
+started here on scratch databases (SQLite file, a throw-away PostgreSQL database, a private Redis).
+BENCH_QUICK=true shrinks every phase (a smoke run, not figures to report).
+"""
+
+import asyncio
+import json
+import os
+import statistics
+import time
+
+import httpx
+
+from . import load, servers
+from .upstream import SlowLiveAvatar
+
+QUICK = os.environ.get("BENCH_QUICK", "").lower() in ("1", "true", "yes")
+SCALE = 0.2 if QUICK else 1.0
+
+THROUGHPUT_SOCKETS, THROUGHPUT_SECONDS, THROUGHPUT_ROUNDS = 200, 6 * SCALE, 2
+PACE = 2.0  # events per second per session: a conversation
+FANOUT_SESSIONS = 200
+FANOUT_SECONDS = 20 * SCALE
+HOLD_SESSIONS = int(1000 * SCALE)
+MINT_DELAY_MS, MINT_VISITS = 50, int(60 * SCALE)
+SCALEOUT_SESSIONS, SCALEOUT_PACE, SCALEOUT_SECONDS = 100, 3.0, 12 * SCALE
+
+TARGETS = {
+    "ingest_ratio": ("≥", 0.5),
+    "fanout_p99_ms": ("<", 50),
+    "sessions_held": ("≥", 1000),
+    "kb_per_session": ("<", 200),
+    "mint_overhead_ms": ("<", 5),
+    "scaleout_cpu_ratio": ("≤", 1.25),
+}
+
+
+def log(message: str):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def open_forwarders(server, sessions, sent_log=None) -> list[load.Forwarder]:
+    return await load.gather_limited(
+        load.Forwarder(server, sid, credential, sent_log).open() for sid, credential in sessions)
+
+
+async def drain(forwarders, timeout: float):
+    """Wait until every forwarder's events are acked (or the timeout passes)."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*(f.idle.wait() for f in forwarders if f.is_open)), timeout)
+    except TimeoutError:
+        pass
+
+
+async def close_all(sockets):
+    await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+
+
+async def fanout(server, forwarders, cookie, seconds) -> dict:
+    sent_log = load.new_sent_log()
+    for forwarder in forwarders:
+        forwarder.sent_log = sent_log
+    dashboard = await load.Dashboard(server, cookie, sent_log).open()
+    await load.paced(forwarders, PACE, seconds)
+    await drain(forwarders, 30)
+    await asyncio.sleep(1)  # the last broadcasts
+    await dashboard.close()
+    latencies = dashboard.latencies_ms
+    return {
+        "sessions": len(forwarders),
+        "events_per_second_offered": round(len(forwarders) * PACE),
+        "seen": len(latencies),
+        "not_seen": sum(len(q) for q in sent_log.values()),
+        "p50_ms": round(load.percentile(latencies, 0.50) or -1, 1),
+        "p99_ms": round(load.percentile(latencies, 0.99) or -1, 1),
+    }
+
+
+async def phase_single_process(workdir) -> dict:
+    """Ingest vs echo, fan-out at 200 and 1,000 sessions, sessions held and memory: one Daphne, defaults."""
+    env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "main"), BENCH_ECHO="true")
+    servers.manage(env, "migrate", "--noinput", "-v0")
+    seeded = servers.seed(env, THROUGHPUT_SOCKETS + FANOUT_SESSIONS + HOLD_SESSIONS)
+    sessions, cookie = seeded["sessions"], seeded["staff_cookie"]
+    throughput_sessions = sessions[:THROUGHPUT_SOCKETS]
+    fanout_sessions = sessions[THROUGHPUT_SOCKETS:THROUGHPUT_SOCKETS + FANOUT_SESSIONS]
+    hold_sessions = sessions[THROUGHPUT_SOCKETS + FANOUT_SESSIONS:]
+    server = servers.Daphne(workdir, env, "main")
+    result = {}
+    try:
+        log(f"ingest vs echo: {THROUGHPUT_SOCKETS} sockets sending one-event messages, "
+            f"{THROUGHPUT_ROUNDS} alternating rounds of {THROUGHPUT_SECONDS:g} s each")
+        forwarders = await open_forwarders(server, throughput_sessions)
+        await load.closed_loop_echo(server, 10, 1)  # warm-up
+        echo_rates, ingest_rates = [], []
+        for _ in range(THROUGHPUT_ROUNDS):
+            echo_rates.append(await load.closed_loop_echo(server, THROUGHPUT_SOCKETS, THROUGHPUT_SECONDS))
+            ingest_rates.append(await load.closed_loop_ingest(forwarders, THROUGHPUT_SECONDS))
+        result["echo_msgs_per_s"] = round(statistics.mean(echo_rates))
+        result["ingest_events_per_s"] = round(statistics.mean(ingest_rates))
+        result["ingest_errors"] = sum(len(f.errors) for f in forwarders)
+        await close_all(forwarders)
+
+        log(f"fan-out: {FANOUT_SESSIONS} sessions x {PACE:g} events/s for {FANOUT_SECONDS:g} s -> dashboard")
+        forwarders = await open_forwarders(server, fanout_sessions)
+        result["fanout_200"] = await fanout(server, forwarders, cookie, FANOUT_SECONDS)
+        await close_all(forwarders)
+
+        log(f"hold: {HOLD_SESSIONS} sessions open on one process, memory when idle")
+        await asyncio.sleep(2)
+        rss_before = server.rss()
+        forwarders = await open_forwarders(server, hold_sessions)
+        await asyncio.sleep(5)
+        rss_idle = server.rss()
+        result["rss_before_mb"] = round(rss_before / 2**20, 1)
+        result["rss_idle_mb"] = round(rss_idle / 2**20, 1)
+        result["kb_per_session"] = round((rss_idle - rss_before) / len(forwarders) / 1024, 1)
+        log(f"fan-out: the {HOLD_SESSIONS} sessions x {PACE:g} events/s for {FANOUT_SECONDS:g} s -> dashboard")
+        result["fanout_1000"] = await fanout(server, forwarders, cookie, FANOUT_SECONDS)
+        result["sessions_open"] = sum(1 for f in forwarders if f.is_open)
+        # Held: still connected, and every event it forwarded was stored and acked.
+        result["sessions_held"] = sum(1 for f in forwarders if f.is_open and not f.unacked and not f.errors)
+        await close_all(forwarders)
+    finally:
+        server.stop()
+    return result
+
+
+def phase_mint(workdir) -> dict:
+    """GET / minting over an upstream that answers after MINT_DELAY_MS: page time minus upstream time."""
+    upstream = SlowLiveAvatar(MINT_DELAY_MS)
+    env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "mint"), LIVEAVATAR_API_KEY="bench-dummy-key",
+                           LIVEAVATAR_API_URL=upstream.url, MINT_RATE_PER_MINUTE=100000)
+    servers.manage(env, "migrate", "--noinput", "-v0")
+    server = servers.Daphne(workdir, env, "mint")
+    log(f"mint on visit: {MINT_VISITS} visits, upstream answers after {MINT_DELAY_MS} ms")
+    pages, upstreams, overheads, healthz = [], [], [], []
+    try:
+        with httpx.Client(timeout=10) as client:
+            for visit in range(10 + MINT_VISITS):
+                client.cookies.clear()  # every visit is a new visitor
+                started = time.perf_counter()
+                response = client.get(server.url + "/")
+                ended = time.perf_counter()
+                response.raise_for_status()
+                probe = time.perf_counter()
+                client.get(server.url + "/healthz")
+                if visit < 10:
+                    continue  # warm-up
+                healthz.append((time.perf_counter() - probe) * 1000)
+                upstream_s = upstream.time_within(started, ended)
+                pages.append((ended - started) * 1000)
+                upstreams.append(upstream_s * 1000)
+                overheads.append((ended - started - upstream_s) * 1000)
+    finally:
+        server.stop()
+        upstream.stop()
+    return {
+        "page_median_ms": round(statistics.median(pages), 2),
+        "upstream_median_ms": round(statistics.median(upstreams), 2),
+        "upstream_calls_per_visit": round(len(upstream.calls) / (10 + MINT_VISITS), 2),
+        "overhead_median_ms": round(statistics.median(overheads), 2),
+        "healthz_median_ms": round(statistics.median(healthz), 2),
+    }
+
+
+async def stored_cpu(daphnes, sessions, cookie, extra_pids=lambda: []) -> dict:
+    """CPU of the server processes while SCALEOUT_SESSIONS forward at pace, sessions spread over them."""
+    forwarders = []
+    for i, (sid, credential) in enumerate(sessions):
+        forwarders.append(load.Forwarder(daphnes[i % len(daphnes)], sid, credential))
+    await load.gather_limited(f.open() for f in forwarders)
+    # The staff dashboard watches from the last process: with two, most broadcasts cross Redis.
+    dashboard = await load.Dashboard(daphnes[-1], cookie, load.new_sent_log()).open()
+    await load.paced(forwarders, SCALEOUT_PACE, 1)  # warm-up: connections to the database exist
+    await drain(forwarders, 30)
+    acked_before = sum(f.acked for f in forwarders)
+    daphne_before = sum(d.cpu_seconds() for d in daphnes)
+    stores_before = servers.cpu_of(extra_pids())
+    await load.paced(forwarders, SCALEOUT_PACE, SCALEOUT_SECONDS)
+    await drain(forwarders, 30)
+    daphne_cpu = sum(d.cpu_seconds() for d in daphnes) - daphne_before
+    stores_after = servers.cpu_of(extra_pids())
+    stores_cpu = sum(cpu - stores_before.get(pid, 0.0) for pid, cpu in stores_after.items())
+    events = sum(f.acked for f in forwarders) - acked_before
+    await dashboard.close()
+    await close_all(forwarders)
+    return {
+        "events_stored": events,
+        "daphne_cpu_s": round(daphne_cpu, 3),
+        "daphne_cpu_s_per_1000": round(daphne_cpu / events * 1000, 4),
+        "datastore_cpu_s": round(stores_cpu, 3),
+    }
+
+
+async def phase_scaleout(workdir) -> dict:
+    """CPU per 1,000 stored events: one process on the defaults vs two on PostgreSQL + Redis."""
+    log(f"scale-out: {SCALEOUT_SESSIONS} sessions x {SCALEOUT_PACE:g} events/s for {SCALEOUT_SECONDS:g} s, "
+        "one process on SQLite + in-memory layer")
+    env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "single"))
+    servers.manage(env, "migrate", "--noinput", "-v0")
+    seeded = servers.seed(env, SCALEOUT_SESSIONS)
+    single = servers.Daphne(workdir, env, "single")
+    try:
+        one = await stored_cpu([single], seeded["sessions"], seeded["staff_cookie"])
+    finally:
+        single.stop()
+
+    log("scale-out: the same load on two processes on PostgreSQL + Redis")
+    database, redis = servers.ScratchPostgres("scaleout"), servers.PrivateRedis()
+    daphnes = []
+    try:
+        env = servers.base_env(DATABASE_URL=database.url, REDIS_URL=redis.url)
+        servers.manage(env, "migrate", "--noinput", "-v0")
+        seeded = servers.seed(env, SCALEOUT_SESSIONS)
+        daphnes = [servers.Daphne(workdir, env, "a"), servers.Daphne(workdir, env, "b")]
+        two = await stored_cpu(daphnes, seeded["sessions"], seeded["staff_cookie"],
+                               lambda: [*database.backend_pids(), redis.process.pid])
+    finally:
+        for daphne in daphnes:
+            daphne.stop()
+        redis.stop()
+        database.drop()
+    return {"one_process_defaults": one, "two_processes_pg_redis": two}
+
+
+def verdict(key: str, value) -> str:
+    op, target = TARGETS[key]
+    ok = {"≥": value >= target, "<": value < target, "≤": value <= target}[op]
+    return f"{op} {target:g}  {'ok' if ok else 'MISSED'}"
+
+
+def main():
+    started = time.monotonic()
+    workdir = servers.Workdir()
+    try:
+        single = asyncio.run(phase_single_process(workdir))
+        mint = phase_mint(workdir)
+        scaleout = asyncio.run(phase_scaleout(workdir))
+    finally:
+        workdir.remove()
+    one, two = scaleout["one_process_defaults"], scaleout["two_processes_pg_redis"]
+    figures = {
+        "ingest_ratio": round(single["ingest_events_per_s"] / single["echo_msgs_per_s"], 3),
+        "fanout_p99_ms": single["fanout_200"]["p99_ms"],
+        "sessions_held": single["sessions_held"],
+        "kb_per_session": single["kb_per_session"],
+        "mint_overhead_ms": mint["overhead_median_ms"],
+        "scaleout_cpu_ratio": round(two["daphne_cpu_s_per_1000"] / one["daphne_cpu_s_per_1000"], 3),
+    }
+    rows = [
+        ("ingest_ratio", f"{single['ingest_events_per_s']} events/s stored",
+         f"bare echo {single['echo_msgs_per_s']} msg/s"),
+        ("fanout_p99_ms", f"200 sessions: p50 {single['fanout_200']['p50_ms']} ms",
+         f"1,000 sessions: p50 {single['fanout_1000']['p50_ms']} / p99 {single['fanout_1000']['p99_ms']} ms"),
+        ("sessions_held", f"of {HOLD_SESSIONS} at {PACE:g} events/s", "one Daphne process"),
+        ("kb_per_session", f"RSS {single['rss_before_mb']} -> {single['rss_idle_mb']} MB", "idle sockets"),
+        ("mint_overhead_ms", f"page {mint['page_median_ms']} ms (median)",
+         f"upstream {mint['upstream_median_ms']} ms"),
+        ("scaleout_cpu_ratio", f"2 procs PG+Redis {two['daphne_cpu_s_per_1000']} s/1000 ev",
+         f"1 proc defaults {one['daphne_cpu_s_per_1000']} s/1000 ev"),
+    ]
+    print()
+    print(f"{'figure':<20}{'value':>10}  {'target':<14}{'measured':<42}baseline / context")
+    for key, measured, baseline in rows:
+        print(f"{key:<20}{figures[key]:>10}  {verdict(key, figures[key]):<14}{measured:<42}{baseline}")
+    report = {**figures, "raw": {"single_process": single, "mint": mint, "scaleout": scaleout},
+              "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}, "quick": QUICK,
+              "seconds": round(time.monotonic() - started)}
+    path = os.environ.get("BENCH_JSON", "bench.json")
+    with open(path, "w") as out:
+        json.dump(report, out, indent=2)
+    print(f"\nFigures written to {path} ({report['seconds']} s).")
+
+
+if __name__ == "__main__":
+    main()
