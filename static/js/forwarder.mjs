@@ -21,6 +21,7 @@ export class Forwarder {
     this.stopped = false;
     this.retryTimer = null;
     this.flushQueued = false;
+    this.closing = false;
     this.drainWaiters = [];
   }
 
@@ -48,19 +49,15 @@ export class Forwarder {
     this.socket?.close(4000, "dropped");
   }
 
-  /** Resolves once every event is acknowledged, or after timeoutMs; then stops the socket. */
-  async close(timeoutMs = 5000) {
-    if (this.queue.size) {
-      await new Promise((resolve) => {
-        this.drainWaiters.push(resolve);
-        this.timers.setTimeout(resolve, timeoutMs);
-      });
-    }
-    this.stopped = true;
-    this.timers.clearTimeout(this.retryTimer);
-    this.socket?.close(1000, "done");
-    if (this.queue.size) this.beacon();
-    else forgetIfEmpty(this.queue);
+  /**
+   * The session is over: stop once every event is acknowledged. Until then the socket keeps
+   * reconnecting (a slow or restarting server loses nothing); page close still beacons the rest.
+   */
+  close() {
+    this.closing = true;
+    const closed = new Promise((resolve) => this.drainWaiters.push(resolve));
+    this.#maybeDrained();
+    return closed;
   }
 
   /** Page is going away: hand what is left to the browser to POST. Kept in storage as well. */
@@ -139,7 +136,11 @@ export class Forwarder {
   }
 
   #maybeDrained() {
-    if (this.queue.size) return;
+    if (this.queue.size || !this.closing) return;
+    this.stopped = true;
+    this.timers.clearTimeout(this.retryTimer);
+    this.socket?.close(1000, "done");
+    forgetIfEmpty(this.queue);
     for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 }

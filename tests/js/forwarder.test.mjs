@@ -187,3 +187,22 @@ test("close waits for the acks, then closes the socket and forgets the queue", a
   assert.equal(socket().readyState, 3);
   assert.equal(storage.length, 0);
 });
+
+test("after close, a cut socket still reconnects until everything is acknowledged", async () => {
+  const { forwarder, socket, timers, storage } = setup();
+  socket().open();
+  forwarder.record("client", { event_type: "client.stopped" });
+  await tick();
+  let closed = false;
+  forwarder.close().then(() => (closed = true));
+  socket().close(1006);
+  timers.runAll();
+  socket().open();
+  assert.deepEqual(socket().seqs, [1]);
+  socket().answer({ type: "ack", seqs: [1] });
+  await tick();
+  assert.equal(closed, true);
+  assert.equal(socket().readyState, 3);
+  assert.equal(timers.delays().length, 0);
+  assert.equal(storage.length, 0);
+});
