@@ -229,6 +229,9 @@ class LiveAvatarClient:
                 return body["data"]
             return body
         message, code = _error_message(response)
+        # An upstream that quotes our key back must not carry it into logs, rows and API answers.
+        if self._api_key:
+            message = message.replace(self._api_key, "[redacted]")
         return LiveAvatarError(message, kind=_kind_for(response.status_code, message), status=response.status_code,
                                code=code, retry_after=_retry_after(response))
 
