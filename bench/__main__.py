@@ -108,7 +108,15 @@ async def phase_single_process(workdir) -> dict:
         result["fanout_200"] = await fanout(server, forwarders, cookie, FANOUT_SECONDS)
         await close_all(forwarders)
 
-        log(f"hold: {HOLD_SESSIONS} sessions open on one process, memory when idle")
+        log(f"hold: {HOLD_SESSIONS} sessions open on a fresh process, memory when idle")
+        # A fresh process: one that served the phases above has freed memory to reuse, and
+        # would hide what new sockets cost. Warm it up (imports, first connection) first.
+        server.stop()
+        server = servers.Daphne(workdir, env, "hold")
+        warm = await open_forwarders(server, hold_sessions[:20])
+        await asyncio.gather(*(f.send() for f in warm))
+        await drain(warm, 10)
+        await close_all(warm)
         await asyncio.sleep(2)
         rss_before = server.rss()
         forwarders = await open_forwarders(server, hold_sessions)
