@@ -72,7 +72,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium is missing and could not be installed: browser tests will fail"
 
-test: install-test services browser
+test: install-test static services browser
 	bash scripts/test.sh
 
 bench: install-test services

@@ -95,6 +95,13 @@ class DaphneServer:
         self.stop(signal.SIGKILL)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    # The threads of database_sync_to_async would keep persistent connections open past the run,
+    # and PostgreSQL refuses to drop a test database that still has connections.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture
 def daphne_server(transactional_db):
     server = DaphneServer().start()
