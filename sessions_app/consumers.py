@@ -97,5 +97,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the feed is one-way
 
-    async def dashboard_message(self, event):
+    async def dashboard_messages(self, event):
+        for message in event["messages"]:  # all a flush of the ingest stored, one frame each
+            await self.send(text_data=json.dumps(message))
+
+    async def dashboard_message(self, event):  # one frame (what processes of the previous release send)
         await self.send(text_data=json.dumps(event["message"]))

@@ -24,6 +24,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+_ADMIN_URL = None
+
+
+def _admin_url(pk) -> str:
+    global _ADMIN_URL
+    if _ADMIN_URL is None:  # reverse() once: this runs for every stored batch
+        _ADMIN_URL = reverse("admin:sessions_app_avatarsession_change", args=["00000000-0000-0000-0000-000000000000"])
+    return _ADMIN_URL.replace("00000000-0000-0000-0000-000000000000", str(pk))
+
+
 def session_dict(session: AvatarSession) -> dict:
     return {
         "id": str(session.id),
@@ -37,7 +47,7 @@ def session_dict(session: AvatarSession) -> dict:
         "turn_count": session.turn_count,
         "interruption_count": session.interruption_count,
         "median_latency_ms": session.median_latency_ms,
-        "admin_url": reverse("admin:sessions_app_avatarsession_change", args=[session.pk]),
+        "admin_url": _admin_url(session.pk),
     }
 
 
@@ -53,19 +63,30 @@ def snapshot() -> list[dict]:
 
 
 async def broadcast(session: AvatarSession, entries: list[TranscriptEntry] = ()) -> None:
-    """Tell the staff feed (and anyone watching this session) what a stored batch changed.
+    """Tell the staff feed what changed in one session (server-side stop, reconcile, expiry)."""
+    await send([{"type": "session", "session": session},
+                *({"type": "transcript", "session_id": str(session.id), "entry": entry_dict(e)} for e in entries)])
 
-    The rows are already committed: a channel layer that is down costs the live view, not the data.
+
+async def send(messages: list[dict]) -> None:
+    """One channel-layer message to the feed carrying many frames (DashboardConsumer sends them one by one).
+
+    A "session" frame may carry the AvatarSession itself; it becomes its dict here. The rows are
+    already committed: a channel layer that is down or full costs the live view, not the data.
     """
-    messages = [{"type": "session", "session": session_dict(session)}]
-    messages += [{"type": "transcript", "session_id": str(session.id), "entry": entry_dict(e)} for e in entries]
-    layer = get_channel_layer()
+    dicts: dict = {}
+    frames = []
+    for message in messages:
+        session = message.get("session")
+        if isinstance(session, AvatarSession):
+            if session.pk not in dicts:
+                dicts[session.pk] = session_dict(session)
+            message = {**message, "session": dicts[session.pk]}
+        frames.append(message)
     try:
-        for group in (GROUP, session.group_name):
-            for message in messages:
-                await layer.group_send(group, {"type": "dashboard.message", "message": message})
+        await get_channel_layer().group_send(GROUP, {"type": "dashboard.messages", "messages": frames})
     except Exception:  # noqa: BLE001 - any channel-layer failure (Redis down, full) is only logged
-        log.warning("dashboard broadcast failed for session %s", session.id, exc_info=True)
+        log.warning("dashboard broadcast of %d frames failed", len(frames), exc_info=True)
 
 
 def _percentile(values: list[int], pct: float) -> int | None:

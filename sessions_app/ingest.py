@@ -2,24 +2,30 @@
 
 One code path for the websocket, the sendBeacon endpoint and the REST API's batch endpoint:
 `parse_message` (raw text) or `validate_envelope` (parsed JSON), then `store_batch`.
-A batch is one transaction with a handful of queries whatever its size; it is acknowledged only
-once committed. Duplicates (same seq, or same source + event_id) are acknowledged, not stored twice.
+Batches are group-committed: a per-process writer stores every batch waiting (from any number of
+sessions) in one transaction with a handful of queries, and each is acknowledged only once
+committed. Transcripts are rebuilt right after, off the ack path and incrementally (from the last
+quiet point of the fold), and the live feed gets one message per round. Duplicates (same seq, or same source + event_id) are acknowledged, not stored twice.
 """
 
+import asyncio
+import contextvars
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import dashboard, lifecycle, transcript
-from .models import AvatarSession, EventSource, SessionEvent, TranscriptEntry
+from .models import TRANSITIONS, AvatarSession, EventSource, SessionEvent, TranscriptEntry, TranscriptOrigin
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,8 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
     """Store the valid items exactly once and acknowledge them; per-item problems come back as errors.
 
     Raises IngestError("server_busy", 503) when the database cannot take the batch: nothing is acked.
+    The batch is committed together with whatever other batches this process has waiting (group
+    commit); this returns once that transaction is committed.
     """
     result = IngestResult()
     valid = []
@@ -120,54 +128,319 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
             result.errors.append({"code": "bad_event", "message": problem, "seqs": [seq] if isinstance(seq, int) else []})
     if not valid:
         return result
-    try:
-        stored, changed = await database_sync_to_async(_store)(session.pk, valid)
-    except DatabaseError as exc:
-        log.warning("ingest for session %s failed: %s", session.pk, exc)
-        raise IngestError("server_busy", "The database is unavailable; send these events again later.", 503) from exc
+    await _writer().store(session.pk, valid)
     result.acked = [item["seq"] for item in valid]
-    await dashboard.broadcast(stored, changed)
     return result
+
+
+# Group commit: one writer per event loop (Daphne has one; pytest-asyncio makes one per test).
+FLUSH_MAX_EVENTS = 1000  # events in one transaction, at most (whole batches: one may exceed it)
+REBUILD_INTERVAL = 0.3  # seconds: under load a session's transcript is rebuilt at most this often
+RETRY_AFTER = 1.0  # seconds before a failed transcript rebuild is tried again
+
+_writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
+
+
+def _writer() -> "_Writer":
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = _Writer(loop)
+    return writer
+
+
+def _writer_context() -> contextvars.Context:
+    """The caller's context without the request's ThreadSensitiveContext: the writer outlives the
+    request that happened to start it (asgiref refuses calls tied to an exited one). Under a sync
+    caller (async_to_sync, the test client) its database calls still run in that caller's thread."""
+    context = contextvars.copy_context()
+    context.run(SyncToAsync.thread_sensitive_context.set, None)
+    context.run(SyncToAsync.deadlock_context.set, False)
+    return context
+
+
+@dataclass
+class _Batch:
+    session_id: object
+    items: list[dict]
+    future: asyncio.Future
+
+
+class _Writer:
+    """Drains every waiting batch into one transaction as soon as the previous one has committed,
+    resolves the batches' futures (the acks), then rebuilds the transcripts those events changed
+    and sends the live feed one message for it all.
+
+    The task runs while there is work and ends when idle; `store` starts it again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.pending: list[_Batch] = []
+        self.dirty: dict = {}  # session id → lowest transcript seq stored since its last rebuild
+        self.due_at: dict = {}  # session id → loop time before which it is not rebuilt again
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def store(self, session_id, items: list[dict]) -> None:
+        batch = _Batch(session_id, items, self.loop.create_future())
+        self.pending.append(batch)
+        self.wake.set()
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self.run(), context=_writer_context())
+        await batch.future
+
+    async def run(self) -> None:
+        try:
+            while self.pending or self.dirty:
+                messages: list[dict] = []
+                sessions: dict = {}
+                if self.pending:
+                    await self.flush(messages, sessions)
+                due = self.due(now=self.loop.time(), busy=bool(self.pending))
+                if due:
+                    await self.rebuild(due, messages, sessions)
+                if messages:
+                    await dashboard.send(messages)
+                if not self.pending and self.dirty and not due:
+                    # Only transcripts held back under load are left: wait for their time or new events.
+                    self.wake.clear()
+                    delay = max(0.0, min(self.due_at.get(sid, 0) for sid in self.dirty) - self.loop.time())
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), delay)
+                    except TimeoutError:
+                        pass
+        except BaseException as exc:
+            for batch in self.pending:
+                if not batch.future.done():
+                    batch.future.set_exception(IngestError("server_busy", "The server could not store these "
+                                                           "events; send them again later.", 503))
+            self.pending.clear()
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("ingest writer failed")
+
+    async def flush(self, messages: list[dict], sessions: dict) -> None:
+        take, count = 0, 0
+        while take < len(self.pending) and (not take or count + len(self.pending[take].items) <= FLUSH_MAX_EVENTS):
+            count += len(self.pending[take].items)
+            take += 1
+        batches, self.pending = self.pending[:take], self.pending[take:]
+        try:
+            stored = await database_sync_to_async(_store)([(b.session_id, b.items) for b in batches])
+        except DatabaseError as exc:
+            log.warning("ingest of %d events from %d batches failed: %s", count, len(batches), exc)
+            for batch in batches:
+                if not batch.future.done():
+                    batch.future.set_exception(IngestError(
+                        "server_busy", "The database is unavailable; send these events again later.", 503))
+            return
+        except BaseException:
+            self.pending = batches + self.pending
+            raise
+        for batch in batches:
+            if not batch.future.done():  # a closed socket's consumer may have stopped waiting
+                batch.future.set_result(None)
+            seqs = [item["seq"] for item in batch.items if item["event"]["event_type"] in transcript.TRANSCRIPT_EVENTS]
+            if seqs:
+                self.dirty[batch.session_id] = min(seqs + [self.dirty.get(batch.session_id, seqs[0])])
+            session = stored.get(batch.session_id)
+            if session is not None:
+                sessions[batch.session_id] = session
+                # One frame per stored batch, as the feed has always had.
+                messages.append({"type": "session", "session": session})
+
+    def due(self, now: float, busy: bool) -> list:
+        """Dirty sessions to rebuild now: all of them when idle; under load, those not rebuilt lately."""
+        if busy:
+            return [sid for sid in self.dirty if self.due_at.get(sid, 0) <= now]
+        return list(self.dirty)
+
+    async def rebuild(self, due: list, messages: list[dict], sessions: dict) -> None:
+        lowest = {sid: self.dirty.pop(sid) for sid in due}
+        now = self.loop.time()
+        for sid in due:
+            self.due_at[sid] = now + REBUILD_INTERVAL
+        if len(self.due_at) > 4 * len(self.dirty) + 1000:  # forget sessions not seen for a while
+            self.due_at = {sid: at for sid, at in self.due_at.items() if at > now or sid in self.dirty}
+        try:
+            rebuilt = await database_sync_to_async(_rebuild_transcripts)(lowest)
+        except DatabaseError as exc:
+            log.warning("transcript rebuild of %d sessions failed: %s", len(due), exc)
+            for sid, seq in lowest.items():
+                self.dirty[sid] = min(seq, self.dirty.get(sid, seq))
+                self.due_at[sid] = now + RETRY_AFTER
+            return
+        for sid, (session, entries) in rebuilt.items():
+            if sid in sessions:  # the frames of this round show the metrics just computed
+                for name in METRIC_FIELDS:
+                    setattr(sessions[sid], name, getattr(session, name))
+            messages.extend({"type": "transcript", "session_id": str(sid), "entry": entry} for entry in entries)
 
 
 def _ms(value: datetime) -> int:
     return round(value.timestamp() * 1000)
 
 
-def _store(session_id, items: list[dict]) -> tuple[AvatarSession, list[TranscriptEntry]]:
+def _new_items(session: AvatarSession, items: list[dict]) -> list[dict]:
+    """Those of a session's items not stored before (nor earlier in `items`); caller holds the row lock."""
+    ids = [item["event"]["event_id"] for item in items if item["event"].get("event_id")]
+    seen = SessionEvent.objects.filter(session=session).filter(
+        Q(seq__in=[item["seq"] for item in items]) | Q(event_id__in=ids)).values_list("seq", "source", "event_id")
+    seen_seqs = {seq for seq, _, _ in seen}
+    seen_ids = {(source, event_id) for _, source, event_id in seen if event_id}
+    new = []
+    for item in items:
+        key = (item["source"], item["event"].get("event_id") or "")
+        if item["seq"] in seen_seqs or (key[1] and key in seen_ids):
+            continue
+        seen_seqs.add(item["seq"])
+        seen_ids.add(key)
+        new.append(item)
+    return new
+
+
+LIFECYCLE_FIELDS = ["status", "started_at", "ended_at", "end_reason", "error"]
+
+
+def _store(batches: list[tuple[object, list[dict]]]) -> dict:
+    """Store the batches of many sessions in one transaction; the sessions' rows after it, by id.
+
+    A handful of queries whatever the number of batches and sessions: the sessions, one insert
+    (the unique constraints drop duplicates: same seq, or same source + event_id), one update of
+    last_event_at. Only a session whose status the new events move is locked and saved on its own.
+    """
     now = timezone.now()
+    by_session: dict = {}
+    for session_id, items in batches:
+        by_session.setdefault(session_id, []).extend(items)
     with transaction.atomic():
-        # The row lock serialises batches of one session (websocket and beacon racing), so the
-        # duplicate check and the transcript rebuild below see every earlier batch.
-        session = AvatarSession.objects.select_for_update().get(pk=session_id)
-        ids = [item["event"]["event_id"] for item in items if item["event"].get("event_id")]
-        seen = SessionEvent.objects.filter(session=session).filter(
-            Q(seq__in=[item["seq"] for item in items]) | Q(event_id__in=ids)).values_list("seq", "source", "event_id")
-        seen_seqs = {seq for seq, _, _ in seen}
-        seen_ids = {(source, event_id) for _, source, event_id in seen if event_id}
-        new = []
-        for item in items:
-            key = (item["source"], item["event"].get("event_id") or "")
-            if item["seq"] in seen_seqs or (key[1] and key in seen_ids):
-                continue
-            seen_seqs.add(item["seq"])
-            seen_ids.add(key)
-            new.append(item)
+        sessions = AvatarSession.objects.in_bulk(list(by_session))
+        moving = sorted((sid for sid, items in by_session.items() if sid in sessions
+                         and _moves(sessions[sid], items)), key=str)
+        if moving:
+            # The row lock serialises the status machine of a session (websocket and beacon racing).
+            locked = AvatarSession.objects.select_for_update().in_bulk(moving)
+            for sid in moving:
+                session = sessions[sid] = locked[sid]
+                lifecycle.apply_events(session, _new_items(session, by_session[sid]))
+                session.save(update_fields=LIFECYCLE_FIELDS)
         SessionEvent.objects.bulk_create([
-            SessionEvent(session=session, seq=item["seq"], event_id=item["event"].get("event_id") or "",
+            SessionEvent(session_id=sid, seq=item["seq"], event_id=item["event"].get("event_id") or "",
                          event_type=item["event"]["event_type"], source=item["source"], payload=item["event"],
                          client_ts=datetime.fromtimestamp(item["ts"] / 1000, tz=UTC) if item.get("ts") else None,
                          received_at=now)
-            for item in new
-        ])
-        changed = []
-        if new:
-            session.last_event_at = now
-            lifecycle.apply_events(session, new)
-            if any(item["event"]["event_type"] in transcript.TRANSCRIPT_EVENTS for item in new):
-                changed = _rebuild_transcript(session)
-            session.save()
-    return session, changed
+            for sid, items in by_session.items() if sid in sessions for item in items
+        ], ignore_conflicts=True)
+        AvatarSession.objects.filter(pk__in=list(sessions)).update(last_event_at=now)
+    for session in sessions.values():
+        session.last_event_at = now
+    return sessions
+
+
+def _moves(session: AvatarSession, items: list[dict]) -> bool:
+    """Whether any item asks the status machine for a move it would make."""
+    for item in items:
+        target = lifecycle.target_of(item)
+        if target and target[0] != session.status and target[0] in TRANSITIONS[session.status]:
+            return True
+    return False
+
+
+METRIC_FIELDS = ("turn_count", "interruption_count", "median_latency_ms", "avatar_speaking_ms")
+CHECKPOINT_FIELDS = ("transcript_seq", "transcript_position")
+
+
+def _rebuild_transcripts(lowest: dict) -> dict:
+    """Rebuild the transcripts of many sessions from their checkpoints, in one transaction.
+
+    `lowest`: session id → the lowest transcript seq stored since its last rebuild (a late event
+    before the checkpoint means a build from the first event). Returns session id → (session,
+    entry dicts created or changed). A handful of queries whatever the number of sessions.
+    """
+    result = {}
+    with transaction.atomic():
+        ids = sorted(lowest, key=str)
+        sessions = AvatarSession.objects.select_for_update().in_bulk(ids)
+        late = [sid for sid, session in sessions.items() if session.transcript_seq and lowest[sid] <= session.transcript_seq]
+        todo = list(sessions)
+        for attempt in range(2):
+            if late:
+                AvatarSession.objects.filter(pk__in=late).update(transcript_seq=0, transcript_position=0)
+                for sid in late:
+                    sessions[sid].transcript_seq = sessions[sid].transcript_position = 0
+            late = _rebuild_from_checkpoints([sessions[sid] for sid in todo], result)
+            todo = late
+            if not late:
+                break
+        if late:  # cannot happen: a build from the first event has no floor
+            raise RuntimeError(f"transcript rebuild did not settle for {late}")
+        changed = [sessions[sid] for sid in result]
+        AvatarSession.objects.bulk_update(changed, [*METRIC_FIELDS, *CHECKPOINT_FIELDS])
+    return {sid: (sessions[sid], entries) for sid, entries in result.items()}
+
+
+def _rebuild_from_checkpoints(sessions: list[AvatarSession], result: dict) -> list:
+    """One pass over `sessions`: fold the events after each checkpoint, write the entries after it.
+
+    Fills result (session id → changed entry dicts) and sets the sessions' metrics and checkpoints
+    (unsaved); returns the ids of sessions that need a build from the first event instead.
+    """
+    ids = [s.pk for s in sessions]
+    by_id = {s.pk: s for s in sessions}
+    events: dict = {sid: [] for sid in ids}
+    for sid, seq, source, payload, client_ts, received in SessionEvent.objects.filter(
+            session_id__in=ids, event_type__in=transcript.TRANSCRIPT_EVENTS, seq__gt=F("session__transcript_seq")
+    ).order_by("session_id", "seq").values_list("session_id", "seq", "source", "payload", "client_ts", "received_at"):
+        events[sid].append({"seq": seq, "source": source, "event": payload, "ts": _ms(client_ts or received)})
+    before: dict = {sid: [] for sid in ids}  # the entries up to each checkpoint, for the metrics
+    for sid, speaker, interrupted, latency, started, ended in TranscriptEntry.objects.filter(
+            session_id__in=ids, position__lte=F("session__transcript_position")).order_by("position").values_list(
+            "session_id", "speaker", "interrupted", "latency_ms", "started_at", "ended_at"):
+        before[sid].append({"speaker": speaker, "interrupted": interrupted, "latency_ms": latency,
+                            "started_at": started, "ended_at": ended})
+    after: dict = {sid: {} for sid in ids}
+    for row in TranscriptEntry.objects.filter(session_id__in=ids, position__gt=F("session__transcript_position")):
+        after[row.session_id][row.position] = row
+    created, updated, deleted, late = [], [], [], []
+    for sid in ids:
+        session = by_id[sid]
+        if any(row.origin != TranscriptOrigin.BROWSER for row in after[sid].values()):
+            # Reconciliation placed LiveAvatar's utterances among ours (it resets the checkpoint to 0).
+            result[sid] = [dashboard.entry_dict(row) for row in _rebuild_transcript(session)]
+            continue
+        floor = _ms(before[sid][-1]["started_at"]) if before[sid] and before[sid][-1]["started_at"] else None
+        built = transcript.build_after(events[sid], session.transcript_position, floor)
+        if built is None:
+            late.append(sid)
+            continue
+        entries, checkpoint = built
+        rows, changed = after[sid], []
+        for entry in entries:
+            values = {**entry, "started_at": _at(entry["started_at"]), "ended_at": _at(entry["ended_at"]),
+                      "origin": TranscriptOrigin.BROWSER}
+            row = rows.pop(entry["position"], None)
+            if row is None:
+                row = TranscriptEntry(session_id=sid, position=entry["position"], **{f: values[f] for f in ENTRY_FIELDS})
+                created.append(row)
+                changed.append(row)
+            elif any(getattr(row, f) != values[f] for f in ENTRY_FIELDS):
+                for f in ENTRY_FIELDS:
+                    setattr(row, f, values[f])
+                updated.append(row)
+                changed.append(row)
+            before[sid].append(values)
+        deleted += [row.pk for row in rows.values()]  # a queued reply an interrupt cancelled
+        for name, value in transcript.metrics(before[sid]).items():
+            setattr(session, name, value)
+        if checkpoint:
+            session.transcript_seq, session.transcript_position = checkpoint
+        result[sid] = [dashboard.entry_dict(row) for row in changed]
+    if deleted:
+        TranscriptEntry.objects.filter(pk__in=deleted).delete()
+    TranscriptEntry.objects.bulk_update(updated, ENTRY_FIELDS)
+    TranscriptEntry.objects.bulk_create(created)
+    return late
 
 
 def _rebuild_transcript(session: AvatarSession) -> list[TranscriptEntry]:
@@ -216,4 +489,6 @@ def write_entries(session: AvatarSession, entries: list[dict]) -> list[Transcrip
     TranscriptEntry.objects.bulk_update(updated, ENTRY_FIELDS)
     for name, value in transcript.metrics(entries).items():
         setattr(session, name, value)
+    # Positions may have moved (LiveAvatar's utterances placed among ours): the next build starts over.
+    session.transcript_seq = session.transcript_position = 0
     return sorted(created + updated, key=lambda row: row.position)

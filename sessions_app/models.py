@@ -62,6 +62,10 @@ class AvatarSession(models.Model):
     median_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     avatar_speaking_ms = models.PositiveIntegerField(default=0)
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    # Incremental transcript builds: events up to this seq are folded into the first
+    # `transcript_position` entries for good (0: build from the first event).
+    transcript_seq = models.PositiveIntegerField(default=0, editable=False)
+    transcript_position = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -80,11 +84,6 @@ class AvatarSession(models.Model):
             return None
         end = self.ended_at or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds())
-
-    @property
-    def group_name(self) -> str:
-        """Channel-layer group of everyone watching this session live."""
-        return f"session-{self.id}"
 
 
 class EventSource(models.TextChoices):

@@ -138,9 +138,17 @@ class _Builder:
     def on_stop(self, ts):
         self.on_avatar_speak_ended(ts, cut_short=True)
 
+    def quiet(self) -> bool:
+        """Nothing open: the turns so far can no longer change, and a fresh builder would fold
+        whatever follows exactly as this one does (a checkpoint for incremental builds)."""
+        return (self.user is None and not self.avatar_queue and self.avatar_speaking is None
+                and self.user_ended_at is None and (self.avatar_last is None or self.avatar_last.final is not None))
 
-def _fold(items: list[dict]) -> list[_Turn]:
+
+def _fold(items: list[dict]) -> tuple[list[_Turn], list[tuple[int, int]]]:
+    """The turns, and the quiet points: (seq, how many turns existed then) after each item that left nothing open."""
     builder = _Builder()
+    quiet = []
     for item in items:
         event = item.get("event") or {}
         kind = event.get("event_type", "")
@@ -166,7 +174,13 @@ def _fold(items: list[dict]) -> list[_Turn]:
             builder.on_interrupt(ts)
         elif kind in STOPS:
             builder.on_stop(ts)
-    return builder.turns
+        if builder.quiet():
+            quiet.append((item.get("seq") or 0, len(builder.turns)))
+    return builder.turns, quiet
+
+
+def _key(turn: _Turn) -> int:
+    return turn.started_at if turn.started_at is not None else turn.first_ts
 
 
 def build(items: list[dict]) -> list[dict]:
@@ -175,9 +189,39 @@ def build(items: list[dict]) -> list[dict]:
     An entry is `from_chunks` when no final transcription arrived (yet); such an entry is replaced in
     place when the final comes, so a live view never shows one utterance twice.
     """
-    turns = [t for t in _fold(items) if t.text()]
-    turns.sort(key=lambda t: (t.started_at if t.started_at is not None else t.first_ts, t.order))
-    return [
+    return build_after(items)[0]
+
+
+def build_after(items: list[dict], position: int = 0, floor: int | None = None
+                ) -> tuple[list[dict], tuple[int, int] | None] | None:
+    """`build` for the events that follow a checkpoint, whose `position` entries are already built.
+
+    Returns (entries numbered from position + 1, the new checkpoint or None), or None when an entry
+    here would sort before `floor` (the start time of the last entry before the checkpoint): then
+    only a build from the first event is right. A checkpoint is (seq, entries before it): the last
+    quiet point of the fold after which every entry sorts after the ones before it. Folding the
+    events after a checkpoint from `position` gives exactly what `build` of all events gives.
+    """
+    turns, quiet = _fold(items)
+    # Sort keys as `build` orders by; a turn's `order` only compares within one fold.
+    spoken = [(i, (_key(t), t.order)) for i, t in enumerate(turns) if t.text()]
+    if floor is not None and any(key[0] <= floor for _, key in spoken):
+        return None  # an entry ties with or precedes one before the checkpoint
+    checkpoint = None
+    if quiet:
+        prefix_max = []
+        for _, key in spoken:
+            prefix_max.append(key if not prefix_max else max(prefix_max[-1], key))
+        after_min, j = None, len(spoken)  # spoken[:j]: the turns before the quiet point looked at
+        for seq, count in reversed(quiet):
+            while j and spoken[j - 1][0] >= count:
+                j -= 1
+                after_min = spoken[j][1] if after_min is None else min(after_min, spoken[j][1])
+            if after_min is None or not j or prefix_max[j - 1] <= after_min:
+                checkpoint = (seq, position + j)
+                break
+    ordered = sorted((t for t in turns if t.text()), key=lambda t: (_key(t), t.order))
+    entries = [
         {
             "position": position,
             "speaker": turn.speaker,
@@ -188,8 +232,9 @@ def build(items: list[dict]) -> list[dict]:
             "from_chunks": turn.final is None,
             "latency_ms": turn.latency_ms if turn.speaker == "avatar" else None,
         }
-        for position, turn in enumerate(turns, start=1)
+        for position, turn in enumerate(ordered, start=position + 1)
     ]
+    return entries, checkpoint
 
 
 def metrics(entries: list[dict]) -> dict:

@@ -1,5 +1,6 @@
 """The staff dashboard: who may see it, its figures, and the live feed over /ws/dashboard/."""
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -96,4 +97,29 @@ async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
     assert [(e["position"], e["speaker"], e["text"], e["partial"]) for e in entries] == [
         (1, "avatar", "Hello! I'm Wayne. How can I help you today?", False),
         (2, "user", "What are your hours?", False)]
+    await socket.disconnect()
+
+
+async def test_a_burst_from_many_sessions_reaches_the_feed_in_one_channel_message(monkeypatch):
+    from channels.layers import get_channel_layer
+
+    staff = await User.objects.acreate(username="staff", is_staff=True)
+    socket = await feed(staff)
+    assert (await socket.receive_json_from())["type"] == "snapshot"
+    layer, sent = get_channel_layer(), []
+    real_group_send = layer.group_send
+
+    async def counting(group, message):
+        sent.append(group)
+        await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", counting)
+    sessions = [await AvatarSession.objects.acreate(status=SessionStatus.ACTIVE) for _ in range(20)]
+    await asyncio.gather(*(ingest.store_batch(s, CONVERSATION[2:8]) for s in sessions))  # the opening line
+    frames = []
+    while not await socket.receive_nothing(timeout=0.2):
+        frames.append(await socket.receive_json_from())
+    assert sent == [dashboard.GROUP]
+    assert sorted(f["session"]["id"] for f in frames if f["type"] == "session") == sorted(str(s.id) for s in sessions)
+    assert {f["session_id"] for f in frames if f["type"] == "transcript"} == {str(s.id) for s in sessions}
     await socket.disconnect()

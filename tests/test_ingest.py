@@ -1,15 +1,16 @@
 """The forwarding websocket and the beacon endpoint: who may send, what is stored, what is answered."""
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
 from avatar_site.asgi import application
-from sessions_app import consumers, credentials, ingest
-from sessions_app.models import AvatarSession, SessionEvent, SessionStatus
+from sessions_app import consumers, credentials, ingest, transcript
+from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -231,3 +232,82 @@ async def test_the_beacon_answers_503_when_the_database_is_down(async_client, mo
     monkeypatch.setattr(ingest, "_store", database_down)
     response = await async_client.post(beacon_url(session), message(item(1)), content_type="text/plain")
     assert (response.status_code, response.json()["error"]) == (503, "server_busy")
+
+
+# Group commit: the batches waiting in a process share one transaction.
+
+def counting_queries(monkeypatch, queries: list):
+    """Count the SQL the ingest's database functions run (on the database thread's connection)."""
+    from django.db import connection
+
+    def record(execute, sql, params, many, context):
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    def counted(function):
+        def run(*args):
+            with connection.execute_wrapper(record):
+                return function(*args)
+        return run
+
+    monkeypatch.setattr(ingest, "_store", counted(ingest._store))
+    monkeypatch.setattr(ingest, "_rebuild_transcripts", counted(ingest._rebuild_transcripts))
+
+
+async def test_a_burst_from_50_sessions_costs_a_handful_of_queries_in_all(monkeypatch):
+    sessions = [await make_session(status=SessionStatus.ACTIVE) for _ in range(50)]
+    queries = []
+    counting_queries(monkeypatch, queries)
+    turn = CONVERSATION[2:19]  # the opening line and the user's question, from server events
+    results = await asyncio.gather(*(ingest.store_batch(s, turn) for s in sessions))
+    assert all(r.acked == [i["seq"] for i in turn] for r in results)
+    assert await SessionEvent.objects.acount() == 50 * len(turn)
+    texts = [(e.session_id, e.text) async for e in TranscriptEntry.objects.order_by("session_id", "position")]
+    assert texts == [(s.pk, t) for s in sorted(sessions, key=lambda s: s.pk)
+                     for t in ("Hello! I'm Wayne. How can I help you today?", "What are your hours?")]
+    # One transaction stored all 850 events (4 statements), one more built all 50 transcripts.
+    assert len(queries) <= 16, queries
+
+
+async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing(monkeypatch):
+    sessions = [await make_session() for _ in range(10)]
+    real_store = ingest._store
+
+    def fails_before_commit(batches):
+        with transaction.atomic():
+            real_store(batches)  # the rows are written ...
+            raise OperationalError("server closed the connection unexpectedly")  # ... and never committed
+
+    monkeypatch.setattr(ingest, "_store", fails_before_commit)
+    outcomes = await asyncio.gather(*(ingest.store_batch(s, [item(1), item(2)]) for s in sessions),
+                                    return_exceptions=True)
+    assert [(type(o), getattr(o, "code", None)) for o in outcomes] == [(ingest.IngestError, "server_busy")] * 10
+    assert await SessionEvent.objects.acount() == 0
+    monkeypatch.setattr(ingest, "_store", real_store)  # the database is back; the pages send again
+    outcomes = await asyncio.gather(*(ingest.store_batch(s, [item(1), item(2)]) for s in sessions))
+    assert [o.acked for o in outcomes] == [[1, 2]] * 10
+    assert await SessionEvent.objects.acount() == 20
+
+
+async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_late_event_rebuilds_it():
+    session = await make_session()
+    for event in CONVERSATION:  # one event a batch: the checkpoint moves along the conversation
+        await ingest.store_batch(session, [event])
+    expected = [(e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(CONVERSATION)]
+
+    async def stored_transcript():
+        return [(e.speaker, e.text, e.interrupted, e.from_chunks)
+                async for e in TranscriptEntry.objects.filter(session=session).order_by("position")]
+
+    assert await stored_transcript() == expected
+    session = await AvatarSession.objects.aget(pk=session.pk)
+    assert session.transcript_seq > 0 and session.turn_count == 7
+
+    # A session whose events arrive out of order (a re-send after a reconnect fills a gap).
+    other = await make_session()
+    gap = [e for e in CONVERSATION if e["event"]["event_type"] == "user.transcription"][0]
+    await ingest.store_batch(other, [e for e in CONVERSATION if e is not gap])
+    await ingest.store_batch(other, [gap])
+    got = [(e.speaker, e.text, e.interrupted, e.from_chunks)
+           async for e in TranscriptEntry.objects.filter(session=other).order_by("position")]
+    assert got == expected

@@ -81,3 +81,52 @@ def test_silence_without_words_makes_no_entry():
              item(3, 200, "avatar.speak_started"), item(4, 300, "avatar.speak_ended")]
     assert transcript.build(items) == []
     assert transcript.metrics([])["median_latency_ms"] is None
+
+
+def incremental(batches: list[list[dict]]) -> list[list[dict]]:
+    """What ingest keeps: entries rebuilt after every batch from the last checkpoint only."""
+    seen, entries, checkpoint, results = [], [], (0, 0), []
+    for batch in batches:
+        seen += batch
+        seq, position = checkpoint
+        floor = entries[position - 1]["started_at"] if position else None
+        built = transcript.build_after([i for i in seen if i["seq"] > seq], position, floor)
+        if built is None:  # an entry sorts before the checkpoint: start over
+            position, built = 0, transcript.build_after(seen)
+        new, found = built
+        entries = entries[:position] + new
+        checkpoint = found or checkpoint
+        results.append(entries)
+    return results
+
+
+def test_incremental_builds_equal_the_full_build_at_every_batch_boundary():
+    events = conversation()
+    # one batch boundary anywhere
+    for cut in range(len(events) + 1):
+        _, both = incremental([events[:cut], events[cut:]])
+        assert both == transcript.build(events), cut
+    # every event its own batch: after each one the transcript equals the full build so far
+    for count, entries in enumerate(incremental([[e] for e in events]), start=1):
+        assert entries == transcript.build(events[:count]), count
+    # batches of every size
+    for size in range(2, 12):
+        results = incremental([events[i:i + size] for i in range(0, len(events), size)])
+        assert results[-1] == transcript.build(events), size
+
+
+def test_the_fixture_has_checkpoints_so_incremental_builds_stay_short():
+    events = conversation()
+    entries, checkpoint = transcript.build_after(events)
+    assert checkpoint is not None and 0 < checkpoint[1] <= len(entries)
+    # a build from the checkpoint folds only what follows it and numbers entries after it
+    seq, position = checkpoint
+    rest, _ = transcript.build_after([e for e in events if e["seq"] > seq], position,
+                                     entries[position - 1]["started_at"])
+    assert entries[:position] + rest == entries
+
+
+def test_an_entry_before_the_checkpoint_asks_for_a_full_build():
+    items = [item(1, 500, "user.speak_started"), item(2, 600, "user.speak_ended"),
+             item(3, 700, "user.transcription", text="Hi")]
+    assert transcript.build_after(items, position=3, floor=T + 800) is None
