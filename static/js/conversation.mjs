@@ -20,9 +20,11 @@ const ACK_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 5000;
 
 export class Conversation {
-  constructor(config, view, { storage = globalThis.sessionStorage } = {}) {
+  // makeRoom is an option so that tests can hold a conversation without a browser.
+  constructor(config, view, { storage = globalThis.sessionStorage, makeRoom = createRoom } = {}) {
     this.config = config;
     this.view = view;
+    this.makeRoom = makeRoom;
     this.state = "idle"; // idle → connecting → live → ending → ended
     this.stage = "";
     this.api = new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
@@ -56,7 +58,7 @@ export class Conversation {
       this.stage = "start";
       this.starting = this.api.start();
       // The room code (livekit-client in production) downloads while the session starts.
-      const [room, started] = await Promise.all([createRoom(this.config), this.starting]);
+      const [room, started] = await Promise.all([this.makeRoom(this.config), this.starting]);
       this.room = room;
       const maxSeconds = started.max_session_duration ?? this.config.max_session_duration ?? null;
       const deadline = maxSeconds ? Date.now() + maxSeconds * 1000 : null;
