@@ -43,6 +43,15 @@ def test_it_mints_and_starts_a_session(client):
     assert claims.video.room == token["session_id"] and claims.identity.startswith("visitor-")
 
 
+def test_it_answers_the_max_duration_the_session_really_lasts(client, settings):
+    settings.EMULATOR_SPEED = 20  # the page counts down from what start answers
+    for config, seconds in [({"max_session_duration": 60}, 3), ({"max_session_duration": 50}, 3),
+                            ({"is_sandbox": True}, 3), ({}, None)]:
+        token = post(client, "/sessions/token", {**FULL, **config}).json()["data"]
+        response = post(client, "/sessions/start", key=False, bearer=token["session_token"])
+        assert response.json()["data"]["max_session_duration"] == seconds, config
+
+
 def test_it_refuses_the_api_key_on_start(client):
     post(client, "/sessions/token", FULL)
     response = post(client, "/sessions/start")

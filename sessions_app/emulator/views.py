@@ -1,6 +1,7 @@
 """REST side of the emulated LiveAvatar API (API.md §2, §7): same paths, envelope, auth split and refusals."""
 
 import json
+import math
 import secrets
 import uuid
 from datetime import timedelta
@@ -187,11 +188,14 @@ def start(request):
         session.started_at = session.last_activity_at = session.updated_at = timezone.now()
         session.save(update_fields=["status", "started_at", "last_activity_at", "updated_at"])
     scheme = "wss" if request.is_secure() else "ws"
+    # The seconds this session really lasts (its deadline runs at EMULATOR_SPEED), so that the page
+    # counts down what will happen; whole seconds, as the API's integer, rounded up.
+    duration = session.effective_max_duration
     return _ok({
         "session_id": str(session.id),
         "livekit_url": f"{scheme}://{request.get_host()}/liveavatar-emulator/rtc",
         "livekit_client_token": _room_token(session),
-        "max_session_duration": session.effective_max_duration,
+        "max_session_duration": duration and math.ceil(duration / settings.EMULATOR_SPEED),
     }, status=201)
 
 

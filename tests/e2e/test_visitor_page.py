@@ -249,7 +249,7 @@ def test_it_shows_the_server_ending_the_session(make_daphne_server, launch):
     page = launch()
     stops = count_stops(page)
     start(page, server.url)
-    expect(page.locator("#countdown")).to_be_visible()
+    expect(page.locator("#countdown")).to_have_text(re.compile(r"^0:0[0-3] left$"))  # the 3 s it really lasts
     sid = session_id(page)
     expect(page.get_by_role("status")).to_have_text("Ended. The conversation reached its time limit.")
     expect(page.get_by_role("button", name="Start a new conversation")).to_be_visible()
