@@ -17,8 +17,17 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+# Debian's Chromium: no browser is ever downloaded. The flags keep it off the closed network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+# A fake microphone; add GRANT_MIC for a visitor who allows it (without it, getUserMedia is denied).
+FAKE_MIC = "--use-fake-device-for-media-stream"
+GRANT_MIC = "--use-fake-ui-for-media-stream"
+BROWSER_TIMEOUT_MS = 15_000
 # Speech and timers in the emulator run this many times faster in tests.
 TEST_EMULATOR_SPEED = "20"
 
@@ -124,3 +133,25 @@ def make_daphne_server(transactional_db):
     for server in servers:
         server.stop()
         server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def launch_browser(monkeypatch):
+    """launch_browser(*extra_flags) -> a headless Chromium, closed after the test.
+
+    Function scope on purpose: Playwright's sync API runs an event loop in the main thread, which
+    must not outlive the test into the async tests' own loops.
+    """
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # tests use the ORM while that loop runs
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browsers = []
+
+        def launch(*extra_flags):
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_flags])
+            browsers.append(browser)
+            return browser
+
+        yield launch
+        for browser in browsers:
+            browser.close()

@@ -1,34 +1,25 @@
 """The dashboard in a real browser against a real Daphne: staff watch a visitor's conversation appear live
 while it happens in a second browser context; others are refused."""
 
-import os
 import re
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-# Sync Playwright runs an event loop in the main thread; Django's ORM would refuse to run there.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+from tests.conftest import FAKE_MIC, GRANT_MIC
 
 pytestmark = pytest.mark.e2e
 
-# The fake media flags give the visitor a microphone that is granted, as most visitors have.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream"]
 OPENING = "Hello! I am the emulated avatar. What would you like to talk about?"
 HOURS = "We are open from nine to five, Monday to Friday."
 GREETING = "Hello! How can I help you today?"
 
 
 @pytest.fixture
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        expect.set_options(timeout=15_000)
-        yield browser
-        browser.close()
+def browser(launch_browser):
+    # A fake microphone that is granted, as most visitors have.
+    return launch_browser(FAKE_MIC, GRANT_MIC)
 
 
 def log_in(page, server, username):

@@ -10,49 +10,30 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls of the tests are fine.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream"]
-# Without the fake UI flag, Chromium answers getUserMedia with "permission denied".
-MIC_ALLOWED = [*BASE_ARGS, "--use-fake-ui-for-media-stream"]
+MIC_ALLOWED = (FAKE_MIC, GRANT_MIC)
+MIC_DENIED = (FAKE_MIC,)  # without GRANT_MIC, Chromium answers getUserMedia with "permission denied"
 OPENING = "Hello! I am the emulated avatar. What would you like to talk about?"
-TIMEOUT = 15_000
 ROOT = Path(__file__).resolve().parents[2]
 # `README_SCREENSHOT=1 pytest tests/e2e` refreshes the README's picture; plain runs leave the tree clean.
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_playwright() as p:
-        yield p
-
-
 @pytest.fixture
-def launch(playwright):
-    browsers = []
-
-    def launch(args=MIC_ALLOWED):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        browsers.append(browser)
-        page = browser.new_page(viewport={"width": 1200, "height": 760})
-        page.set_default_timeout(TIMEOUT)
-        expect.set_options(timeout=TIMEOUT)
+def launch(launch_browser):
+    def launch(flags=MIC_ALLOWED):
+        page = launch_browser(*flags).new_page(viewport={"width": 1200, "height": 760})
+        page.set_default_timeout(BROWSER_TIMEOUT_MS)
         return page
 
-    yield launch
-    for browser in browsers:
-        browser.close()
+    return launch
 
 
 def record_states(page):
@@ -278,7 +259,7 @@ def test_it_ends_while_still_connecting(daphne_server, launch):
 
 
 def test_it_carries_on_by_text_when_the_microphone_is_denied(daphne_server, launch):
-    page = launch(BASE_ARGS)
+    page = launch(MIC_DENIED)
     start(page, daphne_server.url)
     expect(page.get_by_role("alert").filter(has_text="microphone is blocked")).to_be_visible()
     expect(page.get_by_role("button", name="Mute")).to_be_disabled()
@@ -321,7 +302,7 @@ def test_it_talks_with_push_to_talk(make_daphne_server, launch):
 
 def test_it_asks_for_a_tap_when_sound_is_blocked(daphne_server, launch):
     # Chromium lets a page that captures the microphone play sound, so this visitor has none.
-    page = launch(BASE_ARGS)
+    page = launch(MIC_DENIED)
     # No click and no look into the page until sound is blocked: every Playwright evaluation
     # counts as a user gesture (Runtime.callFunctionOn userGesture), which would unblock it.
     # The page's own report of it, on the forwarding websocket, is watched instead.

@@ -2,31 +2,22 @@
 process A is seen live by a staff member whose dashboard is connected to process B."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from websockets.sync.client import connect
 
 from sessions_app import credentials
 from sessions_app.models import AvatarSession, SessionEvent
 
-# Sync Playwright runs an event loop in the main thread; Django's ORM would refuse to run there.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 CONVERSATION = json.loads((Path(__file__).parent.parent / "fixtures" / "conversation.json").read_text())["events"]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def browser(launch_browser):
+    return launch_browser()
 
 
 def test_a_dashboard_on_process_b_sees_a_conversation_forwarded_to_process_a(make_daphne_server, browser):
