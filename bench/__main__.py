@@ -140,7 +140,8 @@ def phase_mint(workdir) -> dict:
     """GET / minting over an upstream that answers after MINT_DELAY_MS: page time minus upstream time."""
     upstream = SlowLiveAvatar(MINT_DELAY_MS)
     env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "mint"), LIVEAVATAR_API_KEY="bench-dummy-key",
-                           LIVEAVATAR_API_URL=upstream.url, MINT_RATE_PER_MINUTE=100000)
+                           LIVEAVATAR_API_URL=upstream.url, MINT_RATE_PER_MINUTE=100000,
+                           MINT_RATE_PER_ADDRESS_PER_MINUTE=100000)
     servers.manage(env, "migrate", "--noinput", "-v0")
     server = servers.Daphne(workdir, env, "mint")
     log(f"mint on visit: {MINT_VISITS} visits, upstream answers after {MINT_DELAY_MS} ms")
