@@ -77,15 +77,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "sessions_app.middleware.SecurityMiddleware",
     "sessions_app.middleware.AsyncWhiteNoiseMiddleware",
     "sessions_app.middleware.ContentSecurityPolicyMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "sessions_app.middleware.SessionMiddleware",
+    "sessions_app.middleware.CommonMiddleware",
+    "sessions_app.middleware.CsrfViewMiddleware",
+    "sessions_app.middleware.AuthenticationMiddleware",
+    "sessions_app.middleware.MessageMiddleware",
+    "sessions_app.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "avatar_site.urls"

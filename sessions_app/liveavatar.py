@@ -14,6 +14,13 @@ request certainly had no effect: a refused connection, or a 429. A 429 waits for
 when that is short; a longer wait is not worth holding a visitor's page for, so it fails at once.
 
 The API key lives only in the request headers: never in logs, exceptions or reprs.
+
+Connections: one `httpx.AsyncClient` (a connection pool) per event loop and client configuration,
+shared by every `LiveAvatarClient` built with that configuration, so a page visit reuses a kept-alive
+connection instead of building a client (about 40 ms: a new SSL context and pool) per call. Pools
+are keyed by the running loop because an AsyncClient's connections belong to the loop that opened
+them (tests and `asyncio.run` make new loops); a pool is closed when its loop shuts down its async
+generators (asyncio.run, asgiref's async_to_sync, pytest-asyncio), or by `aclose_pools()`.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import ssl
+import threading
 import time
+import weakref
 
 import httpx
 from django.conf import settings
@@ -41,6 +51,65 @@ _VISITOR_MESSAGES = {
     "timeout": "The avatar service is taking too long to answer. Please try again in a few minutes.",
 }
 _DEFAULT_VISITOR_MESSAGE = "The avatar could not be set up because of a problem on our side. Please try again later."
+
+
+# Connection pools: loop -> (configuration -> AsyncClient, the async generator that closes them with the loop).
+_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+_emulator_transport: httpx.AsyncBaseTransport | None = None
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    """One verifying SSL context for the process (building one loads the CA bundle: tens of ms)."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
+
+
+async def _close_with_loop(clients: dict):
+    """Suspended until the loop shuts down its async generators, then closes this loop's pools."""
+    try:
+        yield
+    finally:
+        pending = list(clients.values())
+        clients.clear()
+        for http in pending:
+            try:
+                await http.aclose()
+            except Exception:  # a loop in shutdown: the sockets go with it
+                logger.debug("closing a LiveAvatar connection pool failed", exc_info=True)
+
+
+async def _pooled_http(key: tuple, build) -> httpx.AsyncClient:
+    """The running loop's AsyncClient for `key`, built by `build()` on first use."""
+    loop = asyncio.get_running_loop()
+    with _pools_lock:
+        entry = _pools.get(loop)
+        if entry is None:
+            clients: dict = {}
+            closer = _close_with_loop(clients)
+            entry = _pools[loop] = (clients, closer)
+            fresh = True
+        else:
+            clients, closer = entry
+            fresh = False
+        http = clients.get(key)
+        if http is None or http.is_closed:
+            http = clients[key] = build()
+    if fresh:
+        # Started here, so the loop's async-generator hooks track it and close it at shutdown.
+        await closer.asend(None)
+    return http
+
+
+async def aclose_pools() -> None:
+    """Close the running loop's LiveAvatar connection pools now (they are rebuilt on next use)."""
+    with _pools_lock:
+        entry = _pools.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        await entry[1].aclose()
 
 
 class LiveAvatarError(Exception):
@@ -118,7 +187,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class LiveAvatarClient:
-    """One LiveAvatar account (or the emulator). Cheap to build; opens a connection per call."""
+    """One LiveAvatar account (or the emulator). Cheap to build: calls share the loop's connection pool."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float | None = None,
                  max_retries: int | None = None, transport: httpx.AsyncBaseTransport | None = None):
@@ -194,18 +263,30 @@ class LiveAvatarClient:
             headers["Authorization"] = f"Bearer {bearer}"
         else:
             headers["X-API-KEY"] = self._api_key
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self.transport) as http:
-            attempt = 0
-            while True:
-                error = await self._attempt(http, method, path, headers, json, params)
-                if not isinstance(error, LiveAvatarError):
-                    return error
-                delay = self._retry_delay(error, attempt, idempotent)
-                if delay is None:
-                    raise error
-                attempt += 1
-                logger.warning("LiveAvatar %s %s failed (%s); retry %d in %.2fs", method, path, error, attempt, delay)
-                await asyncio.sleep(delay)
+        http = await self._http()
+        attempt = 0
+        while True:
+            error = await self._attempt(http, method, path, headers, json, params)
+            if not isinstance(error, LiveAvatarError):
+                return error
+            delay = self._retry_delay(error, attempt, idempotent)
+            if delay is None:
+                raise error
+            attempt += 1
+            logger.warning("LiveAvatar %s %s failed (%s); retry %d in %.2fs", method, path, error, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def _http(self) -> httpx.AsyncClient:
+        """The pooled AsyncClient of this configuration on the running loop (the key is not part of it)."""
+        timeout = self.timeout
+        key = (self.base_url, timeout.connect, timeout.read, timeout.write, timeout.pool, self.transport)
+
+        def build():
+            if self.transport is not None:
+                return httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=self.transport)
+            return httpx.AsyncClient(base_url=self.base_url, timeout=timeout, verify=_shared_ssl_context())
+
+        return await _pooled_http(key, build)
 
     async def _attempt(self, http, method, path, headers, json, params):
         """One HTTP exchange: the unwrapped data on success, else the LiveAvatarError (not raised)."""
@@ -261,7 +342,10 @@ def get_client(transport: httpx.AsyncBaseTransport | None = None) -> LiveAvatarC
     if settings.LIVEAVATAR_EMULATOR_URL:
         return LiveAvatarClient(settings.LIVEAVATAR_EMULATOR_URL, settings.EMULATOR_API_KEY, transport=transport)
     if transport is None:
-        from avatar_site.asgi import application
+        global _emulator_transport
+        if _emulator_transport is None:  # one, so the in-process emulator also gets one pool per loop
+            from avatar_site.asgi import application
 
-        transport = httpx.ASGITransport(app=application)
+            _emulator_transport = httpx.ASGITransport(app=application)
+        transport = _emulator_transport
     return LiveAvatarClient(EMULATOR_BASE_URL, settings.EMULATOR_API_KEY, transport=transport)
