@@ -230,6 +230,8 @@ EMULATOR_LIVEKIT_API_SECRET = os.environ.get(
 
 # Visitors: how many tokens one visitor may mint per minute.
 MINT_RATE_PER_MINUTE = envint("MINT_RATE_PER_MINUTE", 10)
+# Per client address as well (higher: an office or a mobile carrier shares one address).
+MINT_RATE_PER_ADDRESS_PER_MINUTE = envint("MINT_RATE_PER_ADDRESS_PER_MINUTE", 30)
 
 # Ingest of forwarded events.
 INGEST_CREDENTIAL_MAX_AGE = envint("INGEST_CREDENTIAL_MAX_AGE", 6 * 3600)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from django.conf import settings
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,7 +30,8 @@ class MintError(Exception):
 
 
 class MintRateLimited(Exception):
-    """This visitor has minted MINT_RATE_PER_MINUTE tokens in the last minute."""
+    """This visitor minted MINT_RATE_PER_MINUTE tokens in the last minute, or its address
+    MINT_RATE_PER_ADDRESS_PER_MINUTE."""
 
     message = RATE_LIMITED_MESSAGE
 
@@ -61,17 +63,31 @@ def token_config(overrides: dict | None = None) -> dict:
     return config
 
 
-async def mint_session(*, visitor_key: str, created_via: str = "page",
+async def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) -> bool:
+    """Whether this visitor, or this client address, minted its allowance in the last minute.
+
+    Counting rows keeps the limit right across several Daphne processes; one query for both.
+    The address counts mints of the same channel only (a partner's API calls do not use up the
+    allowance of page visitors behind the same address, nor the reverse).
+    """
+    by_visitor = Q(visitor_key=visitor_key)
+    by_address = Q(client_address=client_address, created_via=created_via) if client_address else Q(pk__in=[])
+    counts = await AvatarSession.objects.filter(
+        by_visitor | by_address, created_at__gte=timezone.now() - timedelta(minutes=1),
+    ).aaggregate(visitor=Count("pk", filter=by_visitor), address=Count("pk", filter=by_address))
+    return (counts["visitor"] >= settings.MINT_RATE_PER_MINUTE
+            or counts["address"] >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE)
+
+
+async def mint_session(*, visitor_key: str, client_address: str = "", created_via: str = "page",
                        overrides: dict | None = None) -> tuple[AvatarSession, str]:
     """Mint a token and store the AvatarSession; returns (session, session_token).
 
-    Raises MintRateLimited before calling LiveAvatar when the visitor minted too often, and
-    MintError (with the stored failed row) when LiveAvatar fails.
+    Raises MintRateLimited before calling LiveAvatar when the visitor (or its address) minted too
+    often, and MintError (with the stored failed row) when LiveAvatar fails.
     """
-    # Counting rows keeps the limit right across several Daphne processes.
-    recent = AvatarSession.objects.filter(visitor_key=visitor_key,
-                                          created_at__gte=timezone.now() - timedelta(minutes=1))
-    if await recent.acount() >= settings.MINT_RATE_PER_MINUTE:
+    client_address = (client_address or "")[:64]
+    if await _over_rate_limit(visitor_key, client_address, created_via):
         raise MintRateLimited()
     config = token_config(overrides)
     fields = {
@@ -81,6 +97,7 @@ async def mint_session(*, visitor_key: str, created_via: str = "page",
         "interactivity": config["interactivity_type"],
         "max_session_duration": config.get("max_session_duration"),
         "visitor_key": visitor_key,
+        "client_address": client_address,
         "created_via": created_via,
     }
     try:

@@ -47,6 +47,9 @@ class AvatarSession(models.Model):
     max_session_duration = models.PositiveIntegerField(null=True, blank=True)
     # Who asked for it: the visitor's Django session key, or the API key's name.
     visitor_key = models.CharField(max_length=64, blank=True, db_index=True)
+    # The client's address (REMOTE_ADDR; behind nginx, X-Forwarded-For via Daphne's --proxy-headers):
+    # the mint rate limit also counts per address, so dropping the cookie does not reset it.
+    client_address = models.CharField(max_length=64, blank=True, db_index=True)
     created_via = models.CharField(max_length=16, default="page")  # page | api
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -30,7 +30,8 @@ async def _visitor_key(request) -> str:
 async def _mint_for(request, *, auto_start: bool) -> tuple[dict, int]:
     """(page config, HTTP status) for a new session of this visitor."""
     try:
-        session, token = await mint_session(visitor_key=await _visitor_key(request))
+        session, token = await mint_session(visitor_key=await _visitor_key(request),
+                                            client_address=request.META.get("REMOTE_ADDR", ""))
     except MintRateLimited as exc:
         return error_config(exc.message), 429
     except MintError as exc:

@@ -170,13 +170,20 @@ def test_minting_is_rate_limited_per_visitor(settings, real_key):
     assert AvatarSession.objects.count() == 3
 
 
-@pytest.mark.xfail(strict=True, reason="the mint limit counts per Django session: a client dropping its cookie "
-                                      "mints without limit (reported; needs a per-address count)")
 def test_minting_is_rate_limited_per_client_even_without_cookies(settings, real_key):
     real_key["answer"] = ok_token
     settings.MINT_RATE_PER_MINUTE = 3
-    statuses = [Client().get("/").status_code for _ in range(4)]
-    assert statuses[-1] == 429
+    settings.MINT_RATE_PER_ADDRESS_PER_MINUTE = 4
+    statuses = [Client().get("/", REMOTE_ADDR="203.0.113.7").status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]  # a fresh cookie each time: the address counts
+    assert "wait a minute" in Client().get("/", REMOTE_ADDR="203.0.113.7").content.decode()
+    assert Client().get("/", REMOTE_ADDR="198.51.100.9").status_code == 200  # another address is not held back
+    assert set(AvatarSession.objects.values_list("client_address", flat=True)) == {"203.0.113.7", "198.51.100.9"}
+    # A partner's API calls from that address have their own (per-key) limit.
+    _, api_key = ApiKey.create("robot", ["sessions:write"])
+    response = Client().post("/api/v1/sessions", "{}", content_type="application/json", REMOTE_ADDR="203.0.113.7",
+                             HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    assert response.status_code == 201
 
 
 def test_oversized_input_is_refused(settings):

@@ -103,7 +103,8 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
     chosen = overrides.model_dump(exclude_none=True) if overrides else {}
     try:
         session, token = await minting.mint_session(
-            visitor_key=caller(request.auth), created_via="api",
+            visitor_key=caller(request.auth), client_address=request.META.get("REMOTE_ADDR", ""),
+            created_via="api",
             overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()})
     except minting.MintRateLimited:
         raise Throttled(wait=60) from None
