@@ -143,8 +143,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         speech, self.speech = self.speech, None
         if speech:
             speech["task"].cancel()
-            await self.emit("avatar.speak_ended", speech["source"])
+            # Recorded before the event goes out, so the transcript endpoint already holds it.
             await _record(self.session, "avatar", " ".join(speech["spoken"]))
+            await self.emit("avatar.speak_ended", speech["source"])
 
     async def start_listening(self, command):
         self.listening = True  # a pose change only: no event
@@ -231,8 +232,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.emit("avatar.transcription.chunk", source, text=word if not speech["spoken"] else f" {word}")
             speech["spoken"].append(word)
         self.speech = None  # finished: an interrupt from here on has nothing to cut
-        await self.emit("avatar.speak_ended", source)
         await _record(self.session, "avatar", speech["text"])
+        await self.emit("avatar.speak_ended", source)
 
     async def _user_turn(self, text: str, source: str | None, previous, answer: bool):
         if previous:
@@ -243,8 +244,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._pause(agent.SECONDS_PER_WORD)
             await self.emit("user.transcription.chunk", source, text=" ".join(words[:count]))
         await self.emit("user.speak_ended", source)
-        await self.emit("user.transcription", source, text=text)
         await _record(self.session, "user", text)
+        await self.emit("user.transcription", source, text=text)
         if answer:
             await self.queue.put((agent.reply(text), source, True))
 
