@@ -104,6 +104,20 @@ class DaphneServer:
         self.stop(signal.SIGKILL)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def routes_as_configured():
+    """Build the URL and websocket routes before any test overrides settings.
+
+    Whether the emulator is mounted is decided once, at import, from the process's settings; a test
+    that switches LIVEAVATAR_EMULATOR off must not decide it for the tests after it.
+    """
+    from django.urls import get_resolver
+
+    import avatar_site.asgi  # noqa: F401  (websocket routes)
+
+    get_resolver().url_patterns  # noqa: B018  (HTTP routes)
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings():
     # The threads of database_sync_to_async would keep persistent connections open past the run,
