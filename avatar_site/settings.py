@@ -113,7 +113,10 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+        # Off: a health check is a `SELECT 1` before every database_sync_to_async call. A broken
+        # connection fails one call instead (the ingest answers server_busy, the page re-sends) and
+        # Django closes it right after (errors_occurred → is_usable() → close).
+        conn_health_checks=envbool("DATABASE_CONN_HEALTH_CHECKS", False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -4,6 +4,7 @@ import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import F
@@ -16,7 +17,24 @@ from .models import AvatarSession
 FLOOD_WARNINGS = 20
 
 
-class IngestConsumer(AsyncWebsocketConsumer):
+class NoConnectionCleanupMixin:
+    """Channels runs close_old_connections() in the database thread before every handler: a thread hop
+    per websocket message, queued behind whatever the database thread is doing (the ingest's writer).
+    The handlers named here reach the database only through database_sync_to_async, which closes old
+    connections around each call itself, so they skip it; connect and disconnect keep it."""
+
+    no_cleanup_handlers: frozenset = frozenset()
+
+    async def dispatch(self, message):
+        if message["type"] in self.no_cleanup_handlers:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
+
+class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
+    # receive stores through the ingest writer (database_sync_to_async).
+    no_cleanup_handlers = frozenset({"websocket.receive"})
     session: AvatarSession | None = None
 
     async def connect(self):
@@ -74,8 +92,11 @@ class IngestConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message, "seqs": seqs}))
 
 
-class DashboardConsumer(AsyncWebsocketConsumer):
+class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     """Staff only (Django session). A snapshot of live sessions, then every change the ingest broadcasts."""
+
+    # The feed's frames touch no database; receive ignores what staff send.
+    no_cleanup_handlers = frozenset({"websocket.receive", "dashboard.messages", "dashboard.message"})
 
     joined = False
 

@@ -137,7 +137,7 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
 
 # Group commit: one writer per event loop (Daphne has one; pytest-asyncio makes one per test).
 FLUSH_MAX_EVENTS = 1000  # events in one transaction, at most (whole batches: one may exceed it)
-REBUILD_INTERVAL = 0.5  # seconds: under load a session's transcript is rebuilt at most this often
+REBUILD_INTERVAL = 1.0  # seconds: under load a session's transcript is rebuilt at most this often
 RETRY_AFTER = 1.0  # seconds before a failed transcript rebuild is tried again
 
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
@@ -180,7 +180,9 @@ class _Writer:
         self.loop = loop
         self.pending: list[_Batch] = []
         self.dirty: dict = {}  # session id → lowest transcript seq stored since its last rebuild
-        self.due_at: dict = {}  # session id → loop time before which it is not rebuilt again
+        self.due_at: dict = {}  # session id → loop time before which it is not rebuilt again under load
+        self.retry_at: dict = {}  # session id → loop time before which a failed rebuild is not tried again
+        self.inflight: dict = {}  # what the database thread is rebuilding (session id → lowest seq)
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
 
@@ -197,21 +199,28 @@ class _Writer:
             while self.pending or self.dirty:
                 messages: list[dict] = []
                 sessions: dict = {}
-                if self.pending:
-                    await self.flush(messages, sessions)
-                due = self.due(now=self.loop.time(), busy=bool(self.pending))
-                if due:
-                    await self.rebuild(due, messages, sessions)
-                if messages:
-                    await dashboard.send(messages)
-                if not self.pending and self.dirty and not due:
-                    # Only transcripts held back under load are left: wait for their time or new events.
+                batches = self.take()
+                # Sessions these batches give new transcript events to (stored in this round, below).
+                fresh: dict = {}
+                for batch in batches:
+                    for item in batch.items:
+                        if item["event"]["event_type"] in transcript.TRANSCRIPT_EVENTS:
+                            seq = item["seq"]
+                            if seq < fresh.get(batch.session_id, seq + 1):
+                                fresh[batch.session_id] = seq
+                now = self.loop.time()
+                if not batches and not any(self.retry_at.get(sid, 0) <= now for sid in self.dirty):
+                    # Only transcripts whose rebuild failed are left: wait for their retry or new events.
                     self.wake.clear()
-                    delay = max(0.0, min(self.due_at.get(sid, 0) for sid in self.dirty) - self.loop.time())
+                    delay = max(0.0, min(self.retry_at.get(sid, 0) for sid in self.dirty) - now)
                     try:
                         await asyncio.wait_for(self.wake.wait(), delay)
                     except TimeoutError:
                         pass
+                    continue
+                await self.round(batches, fresh, messages, sessions)
+                if messages:
+                    await dashboard.send(messages)
         except BaseException as exc:
             for batch in self.pending:
                 if not batch.future.done():
@@ -222,62 +231,106 @@ class _Writer:
                 raise
             log.exception("ingest writer failed")
 
-    async def flush(self, messages: list[dict], sessions: dict) -> None:
+    def take(self) -> list[_Batch]:
+        """The waiting batches for one transaction: whole batches, up to FLUSH_MAX_EVENTS events."""
         take, count = 0, 0
         while take < len(self.pending) and (not take or count + len(self.pending[take].items) <= FLUSH_MAX_EVENTS):
             count += len(self.pending[take].items)
             take += 1
         batches, self.pending = self.pending[:take], self.pending[take:]
+        return batches
+
+    def due(self, now: float, busy: bool, fresh: dict) -> dict:
+        """Sessions to rebuild in this round → the lowest transcript seq stored since their last rebuild
+        (taken out of `dirty`; `fresh`: those of this round's batches, counted as stored). All of them
+        when idle; under load, those not rebuilt lately."""
+        for sid, seq in fresh.items():
+            if seq < self.dirty.get(sid, seq + 1):
+                self.dirty[sid] = seq
+        # A session whose rebuild failed waits RETRY_AFTER; under load, one rebuilt lately waits its interval.
+        due = [sid for sid in self.dirty if self.retry_at.get(sid, 0) <= now
+               and (not busy or self.due_at.get(sid, 0) <= now)]
+        for sid in due:
+            self.retry_at.pop(sid, None)
+        lowest = {sid: self.dirty.pop(sid) for sid in due}
+        interval = REBUILD_INTERVAL if busy else 0.0
+        for sid in due:
+            self.due_at[sid] = now + interval
+        if len(self.due_at) > 4 * len(self.dirty) + 1000:  # forget sessions not seen for a while
+            self.due_at = {sid: at for sid, at in self.due_at.items() if at > now or sid in self.dirty}
+        return lowest
+
+    async def round(self, batches: list[_Batch], fresh: dict, messages: list[dict], sessions: dict) -> None:
+        """Store `batches` (one transaction; acked as soon as it commits), then rebuild the transcripts
+        that are due: one call to the database thread.
+
+        Whether the process is busy is judged there, after the commit: batches that arrived meanwhile
+        mean load (sessions rebuilt lately wait their interval); none means idle (every transcript is
+        brought up to date before the database thread takes anything else, so whoever got an ack and
+        reads next sees it). While `work` runs the writer task waits for it: only `pending` changes."""
+        loop = self.loop
+
+        def committed() -> None:  # on the loop, while the database thread goes on
+            for batch in batches:
+                if not batch.future.done():  # a closed socket's consumer may have stopped waiting
+                    batch.future.set_result(None)
+
+        def work():
+            stored, rebuilt, rebuild_failure = None, None, None
+            if batches:
+                try:
+                    stored = _store([(b.session_id, b.items) for b in batches])
+                except DatabaseError as exc:
+                    return None, exc, {}, None, None
+                loop.call_soon_threadsafe(committed)
+            lowest = self.inflight = self.due(now=loop.time(), busy=bool(self.pending), fresh=fresh)
+            if lowest:
+                try:
+                    rebuilt = _rebuild_transcripts(lowest)
+                except DatabaseError as exc:
+                    rebuild_failure = exc
+            self.inflight = {}
+            return stored, None, lowest, rebuilt, rebuild_failure
+
         try:
-            stored = await database_sync_to_async(_store)([(b.session_id, b.items) for b in batches])
-        except DatabaseError as exc:
-            log.warning("ingest of %d events from %d batches failed: %s", count, len(batches), exc)
+            stored, failure, lowest, rebuilt, rebuild_failure = await database_sync_to_async(work)()
+        except BaseException:
+            self.pending = [b for b in batches if not b.future.done()] + self.pending
+            self._redirty(self.inflight)
+            self.inflight = {}
+            raise
+        if failure is not None:
+            log.warning("ingest of %d events from %d batches failed: %s",
+                        sum(len(b.items) for b in batches), len(batches), failure)
             for batch in batches:
                 if not batch.future.done():
                     batch.future.set_exception(IngestError(
                         "server_busy", "The database is unavailable; send these events again later.", 503))
             return
-        except BaseException:
-            self.pending = batches + self.pending
-            raise
         for batch in batches:
-            if not batch.future.done():  # a closed socket's consumer may have stopped waiting
+            if not batch.future.done():  # normally done already by `committed`
                 batch.future.set_result(None)
-            seqs = [item["seq"] for item in batch.items if item["event"]["event_type"] in transcript.TRANSCRIPT_EVENTS]
-            if seqs:
-                self.dirty[batch.session_id] = min(seqs + [self.dirty.get(batch.session_id, seqs[0])])
             session = stored.get(batch.session_id)
             if session is not None:
                 sessions[batch.session_id] = session
                 # One frame per stored batch, as the feed has always had.
                 messages.append({"type": "session", "session": session})
-
-    def due(self, now: float, busy: bool) -> list:
-        """Dirty sessions to rebuild now: all of them when idle; under load, those not rebuilt lately."""
-        if busy:
-            return [sid for sid in self.dirty if self.due_at.get(sid, 0) <= now]
-        return list(self.dirty)
-
-    async def rebuild(self, due: list, messages: list[dict], sessions: dict) -> None:
-        lowest = {sid: self.dirty.pop(sid) for sid in due}
-        now = self.loop.time()
-        for sid in due:
-            self.due_at[sid] = now + REBUILD_INTERVAL
-        if len(self.due_at) > 4 * len(self.dirty) + 1000:  # forget sessions not seen for a while
-            self.due_at = {sid: at for sid, at in self.due_at.items() if at > now or sid in self.dirty}
-        try:
-            rebuilt = await database_sync_to_async(_rebuild_transcripts)(lowest)
-        except DatabaseError as exc:
-            log.warning("transcript rebuild of %d sessions failed: %s", len(due), exc)
-            for sid, seq in lowest.items():
-                self.dirty[sid] = min(seq, self.dirty.get(sid, seq))
-                self.due_at[sid] = now + RETRY_AFTER
+        if rebuild_failure is not None:
+            log.warning("transcript rebuild of %d sessions failed: %s", len(lowest), rebuild_failure)
+            self._redirty(lowest)
             return
-        for sid, (session, entries) in rebuilt.items():
+        for sid, (session, entries) in (rebuilt or {}).items():
             if sid in sessions:  # the frames of this round show the metrics just computed
                 for name in METRIC_FIELDS:
                     setattr(sessions[sid], name, getattr(session, name))
             messages.extend({"type": "transcript", "session_id": str(sid), "entry": entry} for entry in entries)
+
+    def _redirty(self, lowest: dict) -> None:
+        """A rebuild that did not happen: try those sessions again a little later."""
+        retry = self.loop.time() + RETRY_AFTER
+        for sid, seq in lowest.items():
+            self.dirty[sid] = min(seq, self.dirty.get(sid, seq))
+            self.retry_at[sid] = retry
 
 
 def _ms(value: datetime) -> int:
