@@ -244,6 +244,12 @@ def verdict(key: str, value) -> str:
 def main():
     started = time.monotonic()
     workdir = servers.Workdir()
+    if os.environ.get("BENCH_ONLY") == "mint":  # one phase alone, printed (for tuning the page path)
+        try:
+            print(json.dumps(phase_mint(workdir), indent=2))
+        finally:
+            workdir.remove()
+        return
     try:
         single = asyncio.run(phase_single_process(workdir))
         mint = phase_mint(workdir)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import quote
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Count, Q
 from django.urls import reverse
@@ -63,7 +65,19 @@ def token_config(overrides: dict | None = None) -> dict:
     return config
 
 
-async def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) -> bool:
+# The page's database work runs on a few long-lived threads, not in Django's per-request sync thread:
+# every async request gets a new thread (ThreadSensitiveContext), so a thread-sensitive ORM call opens
+# a new database connection each visit (SQLite: connect + PRAGMAs, PostgreSQL: a handshake), which
+# cost the page more than the queries. These threads keep theirs (CONN_MAX_AGE), and
+# database_sync_to_async closes obsolete or broken ones around each call, as the request signals would.
+_db_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mint-db")
+
+
+def _in_db_thread(func):
+    return database_sync_to_async(func, thread_sensitive=False, executor=_db_executor)
+
+
+def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) -> bool:
     """Whether this visitor, or this client address, minted its allowance in the last minute.
 
     Counting rows keeps the limit right across several Daphne processes; one query for both.
@@ -72,9 +86,9 @@ async def _over_rate_limit(visitor_key: str, client_address: str, created_via: s
     """
     by_visitor = Q(visitor_key=visitor_key)
     by_address = Q(client_address=client_address, created_via=created_via) if client_address else Q(pk__in=[])
-    counts = await AvatarSession.objects.filter(
+    counts = AvatarSession.objects.filter(
         by_visitor | by_address, created_at__gte=timezone.now() - timedelta(minutes=1),
-    ).aaggregate(visitor=Count("pk", filter=by_visitor), address=Count("pk", filter=by_address))
+    ).aggregate(visitor=Count("pk", filter=by_visitor), address=Count("pk", filter=by_address))
     return (counts["visitor"] >= settings.MINT_RATE_PER_MINUTE
             or counts["address"] >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE)
 
@@ -87,9 +101,9 @@ async def mint_session(*, visitor_key: str, client_address: str = "", created_vi
     often, and MintError (with the stored failed row) when LiveAvatar fails.
     """
     client_address = (client_address or "")[:64]
-    if await _over_rate_limit(visitor_key, client_address, created_via):
+    config = token_config(overrides)  # an invalid override fails before any query
+    if await _in_db_thread(_over_rate_limit)(visitor_key, client_address, created_via):
         raise MintRateLimited()
-    config = token_config(overrides)
     fields = {
         "config": config,
         "avatar_id": config["avatar_id"],
@@ -100,14 +114,15 @@ async def mint_session(*, visitor_key: str, client_address: str = "", created_vi
         "client_address": client_address,
         "created_via": created_via,
     }
+    create = _in_db_thread(AvatarSession.objects.create)
     try:
         token = await liveavatar.get_client().create_token(config)
     except liveavatar.LiveAvatarError as error:
         logger.warning("Minting a LiveAvatar token failed: %s", error)
-        session = await AvatarSession.objects.acreate(status=SessionStatus.FAILED, error=error.visitor_message,
-                                                      ended_at=timezone.now(), **fields)
+        session = await create(status=SessionStatus.FAILED, error=error.visitor_message, ended_at=timezone.now(),
+                               **fields)
         raise MintError(session, error) from error
-    session = await AvatarSession.objects.acreate(liveavatar_session_id=token["session_id"], **fields)
+    session = await create(liveavatar_session_id=token["session_id"], **fields)
     return session, token["session_token"]
 
 

@@ -1,4 +1,5 @@
 import asyncio
+import secrets
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -19,18 +20,33 @@ from .models import AvatarSession
 HEALTH_LAYER_TIMEOUT = 2.0
 
 
-async def _visitor_key(request) -> str:
-    """The visitor's Django session key, creating the session on a first visit."""
-    if not request.session.session_key:
-        await request.session.aset("visitor", True)  # modified: the middleware sends the cookie
-        await request.session.asave()
-    return request.session.session_key
+# Anonymous visitors are known by a random id in a signed cookie, not by a Django session: a session
+# would cost a database INSERT (and an UPDATE) on every first visit just to obtain a key. Staff still
+# log in with Django sessions (admin, dashboard).
+VISITOR_COOKIE = "avatar_visitor"
+VISITOR_COOKIE_SALT = "sessions_app.visitor"
 
 
-async def _mint_for(request, *, auto_start: bool) -> tuple[dict, int]:
+def _visitor_key(request) -> tuple[str, bool]:
+    """(the visitor's key, whether it is new and the response must set the cookie)."""
+    key = request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE_SALT,
+                                    max_age=settings.SESSION_COOKIE_AGE)
+    if key:
+        return key, False
+    return "v:" + secrets.token_urlsafe(24), True
+
+
+def _remember_visitor(response, key: str, new: bool):
+    if new:
+        response.set_signed_cookie(VISITOR_COOKIE, key, salt=VISITOR_COOKIE_SALT, max_age=settings.SESSION_COOKIE_AGE,
+                                   secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Lax")
+    return response
+
+
+async def _mint_for(request, visitor_key: str, *, auto_start: bool) -> tuple[dict, int]:
     """(page config, HTTP status) for a new session of this visitor."""
     try:
-        session, token = await mint_session(visitor_key=await _visitor_key(request),
+        session, token = await mint_session(visitor_key=visitor_key,
                                             client_address=request.META.get("REMOTE_ADDR", ""))
     except MintRateLimited as exc:
         return error_config(exc.message), 429
@@ -42,15 +58,18 @@ async def _mint_for(request, *, auto_start: bool) -> tuple[dict, int]:
 @require_GET
 async def index(request):
     get_token(request)  # sets the CSRF cookie that "Start a new conversation" (POST) needs
-    config, status = await _mint_for(request, auto_start="auto_start" in request.GET)
-    return render(request, "sessions_app/index.html", {"config": config}, status=status)
+    visitor_key, new = _visitor_key(request)
+    config, status = await _mint_for(request, visitor_key, auto_start="auto_start" in request.GET)
+    response = render(request, "sessions_app/index.html", {"config": config}, status=status)
+    return _remember_visitor(response, visitor_key, new)
 
 
 @require_POST
 async def new_session(request):
     """"Start a new conversation" without a reload: the same page config, as JSON (CSRF-protected)."""
-    config, status = await _mint_for(request, auto_start=True)
-    return JsonResponse(config, status=status)
+    visitor_key, new = _visitor_key(request)
+    config, status = await _mint_for(request, visitor_key, auto_start=True)
+    return _remember_visitor(JsonResponse(config, status=status), visitor_key, new)
 
 
 # Health probes: whatever the failure (refused, timeout, misconfigured), the part is down.

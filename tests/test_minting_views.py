@@ -5,9 +5,10 @@ import re
 
 import httpx
 import pytest
-from django.test import Client
+from django.contrib.sessions.models import Session
+from django.test import Client, RequestFactory
 
-from sessions_app import liveavatar
+from sessions_app import liveavatar, views
 from sessions_app.liveavatar import EMULATOR_BASE_URL, LiveAvatarClient
 from sessions_app.minting import mint_session
 from sessions_app.models import AvatarSession, SessionStatus
@@ -48,7 +49,12 @@ def test_it_mints_a_token_for_the_page_and_never_shows_the_api_key(client, setti
     assert config["events_http_url"].startswith(f"/sessions/{session.id}/events?credential=")
     assert (config["emulator"], config["interactivity"]) == (True, "CONVERSATIONAL")
     assert session.status == SessionStatus.CREATED
-    assert session.visitor_key == client.session.session_key
+    # The visitor is known by a signed random id (httponly, SameSite=Lax), with no Django session stored.
+    cookie = client.cookies[views.VISITOR_COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    returning = RequestFactory().get("/", headers={"Cookie": f"{views.VISITOR_COOKIE}={cookie.value}"})
+    assert views._visitor_key(returning) == (session.visitor_key, False)
+    assert not Session.objects.exists() and settings.SESSION_COOKIE_NAME not in client.cookies
     assert SECRET not in json.dumps(session.config)
 
 
