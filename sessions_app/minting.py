@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -82,15 +82,22 @@ def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) ->
 
     Counting rows keeps the limit right across several Daphne processes; one query for both.
     The address counts mints of the same channel only (a partner's API calls do not use up the
-    allowance of page visitors behind the same address, nor the reverse).
+    allowance of page visitors behind the same address, nor the reverse). Plain SQL: the ORM
+    spent longer building this query (filtered aggregates) than the database answering it.
     """
-    by_visitor = Q(visitor_key=visitor_key)
-    by_address = Q(client_address=client_address, created_via=created_via) if client_address else Q(pk__in=[])
-    counts = AvatarSession.objects.filter(
-        by_visitor | by_address, created_at__gte=timezone.now() - timedelta(minutes=1),
-    ).aggregate(visitor=Count("pk", filter=by_visitor), address=Count("pk", filter=by_address))
-    return (counts["visitor"] >= settings.MINT_RATE_PER_MINUTE
-            or counts["address"] >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE)
+    table = connection.ops.quote_name(AvatarSession._meta.db_table)
+    since = connection.ops.adapt_datetimefield_value(timezone.now() - timedelta(minutes=1))
+    # Without an address only the visitor counts (an empty address must not pool everyone).
+    address = client_address or None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(CASE WHEN visitor_key = %s THEN 1 END),"
+            f" COUNT(CASE WHEN client_address = %s AND created_via = %s THEN 1 END)"
+            f" FROM {table} WHERE created_at >= %s"
+            f" AND (visitor_key = %s OR (client_address = %s AND created_via = %s))",
+            [visitor_key, address, created_via, since, visitor_key, address, created_via])
+        by_visitor, by_address = cursor.fetchone()
+    return by_visitor >= settings.MINT_RATE_PER_MINUTE or by_address >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE
 
 
 async def mint_session(*, visitor_key: str, client_address: str = "", created_via: str = "page",
