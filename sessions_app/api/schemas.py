@@ -1,6 +1,7 @@
 """Request and response shapes of the REST API; the OpenAPI document is generated from these."""
 
 import datetime as dt
+import re
 import uuid
 from typing import Literal
 
@@ -15,6 +16,16 @@ from ..models import EventSource, SessionStatus, Speaker, TranscriptOrigin
 class ErrorOut(Schema):
     error: str = Field(description="A stable code, e.g. not_found, unauthorized, validation_error.")
     message: str = Field(description="What went wrong, in words.")
+
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value):
+    """Pydantic would also read a number as a Unix time; the API takes ISO 8601 only, as documented."""
+    if value is None or isinstance(value, dt.datetime) or (isinstance(value, str) and ISO_DATE.match(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -37,6 +48,7 @@ class SessionFilters(Schema):
     q: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00]*$",
                           description="Text that appears in the session's transcript (case-insensitive).")
 
+    _iso_only = field_validator("created_after", "created_before", mode="before")(_iso_only)
     _to_utc = field_validator("created_after", "created_before")(_utc)
 
 
