@@ -45,7 +45,7 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     session_id = visitor.evaluate("window.avatarApp.conversation.config.session_id")
     card = staff.locator(f"#session-{session_id}")
     lines = card.locator(".transcript li")
-    expect(lines.first).to_have_text(OPENING)
+    expect(lines.first).to_have_text(f"Avatar: {OPENING}")
     expect(lines.first).to_have_class("avatar")
     expect(card.locator(".status")).to_have_text("active")
     expect(visitor.locator("#avatar-speaking")).to_be_hidden()
@@ -53,13 +53,13 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     visitor.get_by_label("Message").fill("What are your hours?")
     visitor.get_by_role("button", name="Send").click()
     expect(visitor.locator("#transcript li").last).to_have_text(f"Avatar: {HOURS}")
-    expect(lines.nth(1)).to_have_text(HOURS)
+    expect(lines.nth(1)).to_have_text(f"Avatar: {HOURS}")
     expect(visitor.locator("#avatar-speaking")).to_be_hidden()
 
     visitor.evaluate("window.avatarApp.simulateUserSays('Hello there')")  # the visitor speaks
-    expect(lines.nth(2)).to_have_text("Hello there")
+    expect(lines.nth(2)).to_have_text("Visitor: Hello there")
     expect(lines.nth(2)).to_have_class("user")
-    expect(lines.nth(3)).to_have_text(GREETING)
+    expect(lines.nth(3)).to_have_text(f"Avatar: {GREETING}")
 
     visitor.get_by_role("button", name="End conversation").click()
     expect(visitor.get_by_role("status")).to_have_text(re.compile("^Ended"))

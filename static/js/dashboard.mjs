@@ -4,6 +4,7 @@
 const data = JSON.parse(document.getElementById("dashboard-data").textContent);
 const SVG = "http://www.w3.org/2000/svg";
 const LIVE = new Set(["started", "active"]);  // as the server's FEED_STATUSES
+const SPEAKERS = { avatar: "Avatar", user: "Visitor" };
 
 function el(tag, attrs = {}, text) {
   const node = document.createElement(tag);
@@ -108,8 +109,7 @@ function entry(sessionId, item) {
     list.insertBefore(li, after || null);
   }
   li.className = [item.speaker, item.partial ? "partial" : "", item.interrupted ? "interrupted" : ""].join(" ").trim();
-  li.textContent = item.text;
-  li.title = item.speaker;
+  li.replaceChildren(el("strong", {}, `${SPEAKERS[item.speaker] || item.speaker}: `), item.text);
   list.scrollTop = list.scrollHeight;
 }
 

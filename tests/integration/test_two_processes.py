@@ -40,7 +40,7 @@ def test_a_dashboard_on_process_b_sees_a_conversation_forwarded_to_process_a(mak
 
         card = page.locator(f"#session-{session.id}")
         forward(CONVERSATION[:13])
-        expect(card.locator("li.avatar").first).to_have_text("Hello! I'm Wayne. How can I help you today?")
+        expect(card.locator("li.avatar").first).to_have_text("Avatar: Hello! I'm Wayne. How can I help you today?")
         forward(CONVERSATION[13:])
         expect(card.locator(".transcript li")).to_have_count(7)
         expect(card.locator(".status")).to_have_text("ended (USER_CLOSED)")
