@@ -139,7 +139,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that channels-redis
+            # blocks in BZPOPMIN: a reply a moment late (a busy loop) raised TimeoutError inside the
+            # consumer and closed its socket with 1011. Reads wait longer than the block; a dead
+            # server is still noticed within the timeout.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 1500, "expiry": 30},
         }
     }
 else:

@@ -250,6 +250,16 @@ def main():
         finally:
             workdir.remove()
         return
+    only = os.environ.get("BENCH_ONLY")
+    if only == "scaleout":  # one phase alone, printed (for tuning the scale-out path)
+        try:
+            print(json.dumps(asyncio.run(phase_scaleout(workdir)), indent=2))
+        finally:
+            if os.environ.get("BENCH_KEEP_LOGS"):
+                log(f"logs kept in {workdir.path}")
+            else:
+                workdir.remove()
+        return
     try:
         single = asyncio.run(phase_single_process(workdir))
         mint = phase_mint(workdir)

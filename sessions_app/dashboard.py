@@ -74,15 +74,25 @@ async def send(messages: list[dict]) -> None:
     A "session" frame may carry the AvatarSession itself; it becomes its dict here. The rows are
     already committed: a channel layer that is down or full costs the live view, not the data.
     """
+    await group_send(feed_frames(messages))
+
+
+def feed_frames(messages: list[dict]) -> list[dict]:
+    """The feed frames of `messages` (a session row becomes its dict, once per session)."""
     dicts: dict = {}
-    frames = []
+    result = []
     for message in messages:
         session = message.get("session")
         if isinstance(session, AvatarSession):
             if session.pk not in dicts:
                 dicts[session.pk] = session_dict(session)
             message = {**message, "session": dicts[session.pk]}
-        frames.append(message)
+        result.append(message)
+    return result
+
+
+async def group_send(frames: list[dict]) -> None:
+    """One group message carrying `frames` (see send)."""
     try:
         await get_channel_layer().group_send(GROUP, {"type": "dashboard.messages", "messages": frames})
     except Exception:  # noqa: BLE001 - any channel-layer failure (Redis down, full) is only logged

@@ -137,7 +137,10 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
 
 # Group commit: one writer per event loop (Daphne has one; pytest-asyncio makes one per test).
 FLUSH_MAX_EVENTS = 1000  # events in one transaction, at most (whole batches: one may exceed it)
-REBUILD_INTERVAL = 1.0  # seconds: under load a session's transcript is rebuilt at most this often
+REBUILD_INTERVAL = 0.5  # seconds: under load the transcripts are rebuilt together at most this often
+REBUILD_CHUNK = 16  # under sustained load, sessions rebuilt in one round at most
+BUSY_WINDOW, BUSY_SESSIONS = 0.25, 8  # load: batches from this many sessions within this many seconds
+FEED_PERIOD = 0.01  # seconds: under load the live feed is broadcast at most this often (one group_send)
 RETRY_AFTER = 1.0  # seconds before a failed transcript rebuild is tried again
 
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
@@ -180,14 +183,20 @@ class _Writer:
         self.loop = loop
         self.pending: list[_Batch] = []
         self.dirty: dict = {}  # session id → lowest transcript seq stored since its last rebuild
-        self.due_at: dict = {}  # session id → loop time before which it is not rebuilt again under load
         self.retry_at: dict = {}  # session id → loop time before which a failed rebuild is not tried again
+        self.last_rebuild_at = -1e9  # loop time of the last rebuild
+        self.outbox: list[dict] = []  # feed frames not broadcast yet, in order
+        self.last_send_at = 0.0  # loop time of the last broadcast
+        self.sender: asyncio.Task | None = None
+        self.next_rebuild_at = 0.0  # under load, loop time of the next rebuild of every dirty transcript
+        self.arrivals: dict = {}  # session id → loop time of its last batch
         self.inflight: dict = {}  # what the database thread is rebuilding (session id → lowest seq)
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
 
     async def store(self, session_id, items: list[dict]) -> None:
         batch = _Batch(session_id, items, self.loop.create_future())
+        self.arrivals[session_id] = self.loop.time()
         self.pending.append(batch)
         self.wake.set()
         if self.task is None or self.task.done():
@@ -209,10 +218,12 @@ class _Writer:
                             if seq < fresh.get(batch.session_id, seq + 1):
                                 fresh[batch.session_id] = seq
                 now = self.loop.time()
-                if not batches and not any(self.retry_at.get(sid, 0) <= now for sid in self.dirty):
-                    # Only transcripts whose rebuild failed are left: wait for their retry or new events.
+                held = self.busy(now) and now < self.next_rebuild_at
+                if not batches and (held or not any(self.retry_at.get(sid, 0) <= now for sid in self.dirty)):
+                    # Only transcripts held back (load, a failed rebuild) are left: wait for their time or new events.
                     self.wake.clear()
-                    delay = max(0.0, min(self.retry_at.get(sid, 0) for sid in self.dirty) - now)
+                    delay = max(0.0, min(max(self.retry_at.get(sid, 0), self.next_rebuild_at if held else 0)
+                                         for sid in self.dirty) - now)
                     try:
                         await asyncio.wait_for(self.wake.wait(), delay)
                     except TimeoutError:
@@ -220,7 +231,7 @@ class _Writer:
                     continue
                 await self.round(batches, fresh, messages, sessions)
                 if messages:
-                    await dashboard.send(messages)
+                    self.feed(messages)
         except BaseException as exc:
             for batch in self.pending:
                 if not batch.future.done():
@@ -231,6 +242,24 @@ class _Writer:
                 raise
             log.exception("ingest writer failed")
 
+    def feed(self, messages: list[dict]) -> None:
+        """Queue a round's feed frames (built now, so each shows its round's session state) for the sender."""
+        self.outbox.extend(dashboard.feed_frames(messages))
+        if self.sender is None or self.sender.done():
+            self.sender = self.loop.create_task(self.send_feed(), context=_writer_context())
+
+    async def send_feed(self) -> None:
+        """Broadcast the outbox in order: at once when idle; under load at most every FEED_PERIOD, so the
+        frames of several rounds share one group_send (on Redis a handful of round trips each, and as
+        many on every receiving process)."""
+        while self.outbox:
+            wait = self.last_send_at + FEED_PERIOD - self.loop.time()
+            if wait > 0 and self.busy(self.loop.time()):
+                await asyncio.sleep(wait)
+            frames, self.outbox = self.outbox, []
+            self.last_send_at = self.loop.time()
+            await dashboard.group_send(frames)
+
     def take(self) -> list[_Batch]:
         """The waiting batches for one transaction: whole batches, up to FLUSH_MAX_EVENTS events."""
         take, count = 0, 0
@@ -240,6 +269,14 @@ class _Writer:
         batches, self.pending = self.pending[:take], self.pending[take:]
         return batches
 
+    def busy(self, now: float) -> bool:
+        """Under load: batches from BUSY_SESSIONS sessions or more within the last BUSY_WINDOW seconds."""
+        since = now - BUSY_WINDOW
+        recent = sum(1 for at in self.arrivals.values() if at > since)
+        if len(self.arrivals) > 4 * recent + 1000:
+            self.arrivals = {sid: at for sid, at in self.arrivals.items() if at > since}
+        return recent >= BUSY_SESSIONS
+
     def due(self, now: float, busy: bool, fresh: dict) -> dict:
         """Sessions to rebuild in this round → the lowest transcript seq stored since their last rebuild
         (taken out of `dirty`; `fresh`: those of this round's batches, counted as stored). All of them
@@ -247,18 +284,22 @@ class _Writer:
         for sid, seq in fresh.items():
             if seq < self.dirty.get(sid, seq + 1):
                 self.dirty[sid] = seq
-        # A session whose rebuild failed waits RETRY_AFTER; under load, one rebuilt lately waits its interval.
-        due = [sid for sid in self.dirty if self.retry_at.get(sid, 0) <= now
-               and (not busy or self.due_at.get(sid, 0) <= now)]
+        # A session whose rebuild failed waits RETRY_AFTER; under load, all wait for the next rebuild time.
+        if busy and now < self.next_rebuild_at:
+            return {}
+        due = [sid for sid in self.dirty if self.retry_at.get(sid, 0) <= now]
+        if busy and now - self.last_rebuild_at < 2 * REBUILD_INTERVAL and len(due) > REBUILD_CHUNK:
+            # Sustained load: a few a round, the longest waiting first, the rest in the next rounds, so
+            # the stores (and acks, and the feed) in between never wait for hundreds of rebuilds.
+            # (A burst after a quiet spell is rebuilt in one go.)
+            due = due[:REBUILD_CHUNK]
+        elif busy:
+            self.next_rebuild_at = now + REBUILD_INTERVAL
         for sid in due:
             self.retry_at.pop(sid, None)
-        lowest = {sid: self.dirty.pop(sid) for sid in due}
-        interval = REBUILD_INTERVAL if busy else 0.0
-        for sid in due:
-            self.due_at[sid] = now + interval
-        if len(self.due_at) > 4 * len(self.dirty) + 1000:  # forget sessions not seen for a while
-            self.due_at = {sid: at for sid, at in self.due_at.items() if at > now or sid in self.dirty}
-        return lowest
+        if due:
+            self.last_rebuild_at = now
+        return {sid: self.dirty.pop(sid) for sid in due}
 
     async def round(self, batches: list[_Batch], fresh: dict, messages: list[dict], sessions: dict) -> None:
         """Store `batches` (one transaction; acked as soon as it commits), then rebuild the transcripts
@@ -269,6 +310,7 @@ class _Writer:
         brought up to date before the database thread takes anything else, so whoever got an ack and
         reads next sees it). While `work` runs the writer task waits for it: only `pending` changes."""
         loop = self.loop
+        loaded = self.busy(loop.time())
 
         def committed() -> None:  # on the loop, while the database thread goes on
             for batch in batches:
@@ -283,7 +325,9 @@ class _Writer:
                 except DatabaseError as exc:
                     return None, exc, {}, None, None
                 loop.call_soon_threadsafe(committed)
-            lowest = self.inflight = self.due(now=loop.time(), busy=bool(self.pending), fresh=fresh)
+            # `pending` may grow meanwhile (a benign read); `arrivals` is the loop's, judged before.
+            busy = loaded or bool(self.pending)
+            lowest = self.inflight = self.due(now=loop.time(), busy=busy, fresh=fresh)
             if lowest:
                 try:
                     rebuilt = _rebuild_transcripts(lowest)
