@@ -140,7 +140,9 @@ FLUSH_MAX_EVENTS = 1000  # events in one transaction, at most (whole batches: on
 REBUILD_INTERVAL = 0.5  # seconds: under load the transcripts are rebuilt together at most this often
 REBUILD_CHUNK = 16  # under sustained load, sessions rebuilt in one round at most
 BUSY_WINDOW, BUSY_SESSIONS = 0.25, 8  # load: batches from this many sessions within this many seconds
-FEED_PERIOD = 0.01  # seconds: under load the live feed is broadcast at most this often (one group_send)
+# Seconds: under load the live feed is broadcast at most this often (one group_send): the setting
+# INGEST_FEED_PERIOD (longer on Redis, where a send costs round trips on every process), else this.
+FEED_PERIOD = 0.01
 RETRY_AFTER = 1.0  # seconds before a failed transcript rebuild is tried again
 
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
@@ -253,7 +255,7 @@ class _Writer:
         frames of several rounds share one group_send (on Redis a handful of round trips each, and as
         many on every receiving process)."""
         while self.outbox:
-            wait = self.last_send_at + FEED_PERIOD - self.loop.time()
+            wait = self.last_send_at + getattr(settings, "INGEST_FEED_PERIOD", FEED_PERIOD) - self.loop.time()
             if wait > 0 and self.busy(self.loop.time()):
                 await asyncio.sleep(wait)
             frames, self.outbox = self.outbox, []
@@ -417,7 +419,7 @@ def _store(batches: list[tuple[object, list[dict]]]) -> dict:
     for session_id, items in batches:
         by_session.setdefault(session_id, []).extend(items)
     with transaction.atomic():
-        sessions = AvatarSession.objects.only(*SESSION_FIELDS).in_bulk(list(by_session))
+        sessions = _sessions(list(by_session))
         moving = sorted((sid for sid, items in by_session.items() if sid in sessions
                          and _moves(sessions[sid], items)), key=str)
         if moving:
@@ -428,10 +430,67 @@ def _store(batches: list[tuple[object, list[dict]]]) -> dict:
                 lifecycle.apply_events(session, _new_items(session, by_session[sid]))
                 session.save(update_fields=LIFECYCLE_FIELDS)
         _insert_events([(sid, item) for sid, items in by_session.items() if sid in sessions for item in items], now)
-        AvatarSession.objects.filter(pk__in=list(sessions)).update(last_event_at=now)
+        if sessions:
+            _touch(list(sessions), now)
     for session in sessions.values():
         session.last_event_at = now
     return sessions
+
+
+_session_sql: dict = {}  # connection vendor → (SELECT … WHERE id IN, its column converters, UPDATE … SET last_event_at, attnames)
+
+
+def _session_statements():
+    """Plain SQL for the two session queries of every flush (the ORM took longer to build them than
+    the database to run them): the rows by id (SESSION_FIELDS), and last_event_at of rows by id."""
+    cached = _session_sql.get(connection.vendor)
+    if cached is None:
+        meta, ops = AvatarSession._meta, connection.ops
+        # In the model's order: Model.from_db takes the values of the loaded fields in that order.
+        fields = [f for f in meta.concrete_fields if f.name in SESSION_FIELDS]
+        table = ops.quote_name(meta.db_table)
+        select = "SELECT {} FROM {} WHERE {} IN ({{}})".format(
+            ", ".join(ops.quote_name(f.column) for f in fields), table, ops.quote_name(meta.pk.column))
+        converters = []
+        for f in fields:
+            col = f.get_col(meta.db_table)
+            converters.append((col, [*ops.get_db_converters(col), *f.get_db_converters(connection)]))
+        update = "UPDATE {} SET {} = %s WHERE {} IN ({{}})".format(
+            table, ops.quote_name(meta.get_field("last_event_at").column), ops.quote_name(meta.pk.column))
+        cached = _session_sql[connection.vendor] = (select, converters, update, [f.attname for f in fields])
+    return cached
+
+
+def _sessions(ids: list) -> dict:
+    """The sessions of `ids` that exist (SESSION_FIELDS loaded), by id: what
+    AvatarSession.objects.only(*SESSION_FIELDS).in_bulk(ids) returns."""
+    if not ids:
+        return {}
+    select, converters, _, names = _session_statements()
+    pk = AvatarSession._meta.pk
+    params = [pk.get_db_prep_value(sid, connection) for sid in ids]
+    with connection.cursor() as cursor:
+        cursor.execute(select.format(", ".join(["%s"] * len(ids))), params)
+        rows = cursor.fetchall()
+    result = {}
+    for row in rows:
+        values = list(row)
+        for i, (col, convs) in enumerate(converters):
+            for conv in convs:
+                values[i] = conv(values[i], col, connection)
+        session = AvatarSession.from_db(connection.alias, names, values)
+        result[session.pk] = session
+    return result
+
+
+def _touch(ids: list, now: datetime) -> None:
+    """UPDATE last_event_at of the sessions `ids` to `now`."""
+    update = _session_statements()[2]
+    pk = AvatarSession._meta.pk
+    params = [AvatarSession._meta.get_field("last_event_at").get_db_prep_save(now, connection),
+              *(pk.get_db_prep_value(sid, connection) for sid in ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(update.format(", ".join(["%s"] * len(ids))), params)
 
 
 def _insert_events(rows: list[tuple[object, dict]], now: datetime) -> None:
