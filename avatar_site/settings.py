@@ -138,7 +138,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "sessions_app.channel_layer.GroupSendRedisChannelLayer",
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that channels-redis
             # blocks in BZPOPMIN: a reply a moment late (a busy loop) raised TimeoutError inside the
             # consumer and closed its socket with 1011. Reads wait longer than the block; a dead

@@ -96,7 +96,7 @@ class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     """Staff only (Django session). A snapshot of live sessions, then every change the ingest broadcasts."""
 
     # The feed's frames touch no database; receive ignores what staff send.
-    no_cleanup_handlers = frozenset({"websocket.receive", "dashboard.messages", "dashboard.message"})
+    no_cleanup_handlers = frozenset({"websocket.receive", "dashboard.messages"})
 
     joined = False
 
@@ -121,6 +121,3 @@ class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     async def dashboard_messages(self, event):
         for message in event["messages"]:  # all a flush of the ingest stored, one frame each
             await self.send(text_data=json.dumps(message))
-
-    async def dashboard_message(self, event):  # one frame (what processes of the previous release send)
-        await self.send(text_data=json.dumps(event["message"]))
