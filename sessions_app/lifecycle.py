@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import dashboard, liveavatar, transcript
+from .transcript_rows import write_entries
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,6 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
             added += 1
         changed = []
         if added:
-            from .ingest import write_entries  # ingest imports this module: import at use
 
             changed = write_entries(session, merged)
         session.reconciled_at = timezone.now()

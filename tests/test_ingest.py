@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import OperationalError, transaction
 
 from avatar_site.asgi import application
-from sessions_app import consumers, credentials, ingest, transcript
+from sessions_app import consumers, credentials, ingest, transcript, transcript_rows
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -251,7 +251,7 @@ def counting_queries(monkeypatch, queries: list):
         return run
 
     monkeypatch.setattr(ingest, "_store", counted(ingest._store))
-    monkeypatch.setattr(ingest, "_rebuild_transcripts", counted(ingest._rebuild_transcripts))
+    monkeypatch.setattr(transcript_rows, "rebuild", counted(transcript_rows.rebuild))
 
 
 async def test_a_burst_from_50_sessions_costs_a_handful_of_queries_in_all(monkeypatch):
