@@ -2,11 +2,15 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_site.settings")
-# Build the Django app first: it sets up the app registry that the routing imports need.
-django_asgi_app = get_asgi_application()
+# Set Django up first: the handler and the routing imports need the app registry.
+django.setup(set_prefix=False)
+
+from avatar_site.handlers import ReusedThreadASGIHandler  # noqa: E402
+
+django_asgi_app = ReusedThreadASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -9,7 +9,6 @@ quiet point of the fold), and the live feed gets one message per round. Duplicat
 """
 
 import asyncio
-import contextvars
 import json
 import logging
 import time
@@ -17,7 +16,6 @@ import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -25,7 +23,7 @@ from django.db.models import Q
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from . import dashboard, lifecycle, transcript, transcript_rows
+from . import background, dashboard, lifecycle, transcript, transcript_rows
 from .models import TRANSITIONS, AvatarSession, EventSource, SessionEvent
 
 log = logging.getLogger(__name__)
@@ -155,16 +153,6 @@ def _writer() -> "_Writer":
     return writer
 
 
-def _writer_context() -> contextvars.Context:
-    """The caller's context without the request's ThreadSensitiveContext: the writer outlives the
-    request that happened to start it (asgiref refuses calls tied to an exited one). Under a sync
-    caller (async_to_sync, the test client) its database calls still run in that caller's thread."""
-    context = contextvars.copy_context()
-    context.run(SyncToAsync.thread_sensitive_context.set, None)
-    context.run(SyncToAsync.deadlock_context.set, False)
-    return context
-
-
 @dataclass
 class _Batch:
     session_id: object
@@ -201,7 +189,7 @@ class _Writer:
         self.pending.append(batch)
         self.wake.set()
         if self.task is None or self.task.done():
-            self.task = self.loop.create_task(self.run(), context=_writer_context())
+            self.task = self.loop.create_task(self.run(), context=background.detached_context())
         await batch.future
 
     async def run(self) -> None:
@@ -247,7 +235,7 @@ class _Writer:
         """Queue a round's feed frames (built now, so each shows its round's session state) for the sender."""
         self.outbox.extend(dashboard.feed_frames(messages))
         if self.sender is None or self.sender.done():
-            self.sender = self.loop.create_task(self.send_feed(), context=_writer_context())
+            self.sender = self.loop.create_task(self.send_feed(), context=background.detached_context())
 
     async def send_feed(self) -> None:
         """Broadcast the outbox in order: at once when idle; under load at most every FEED_PERIOD, so the

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import dashboard, liveavatar, transcript
+from . import background, dashboard, liveavatar, transcript
 from .transcript_rows import write_entries
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
 
@@ -230,9 +230,10 @@ async def _reap_forever(interval: int) -> None:
 async def _start_reaper(sender, **kwargs) -> None:
     global _reaper
     # Only a real ASGI server (not the test client, whose handler is a subclass) starts it.
-    if sender is not ASGIHandler or _reaper is not None or settings.REAPER_INTERVAL_SECONDS <= 0:
+    if not issubclass(sender, ASGIHandler) or _reaper is not None or settings.REAPER_INTERVAL_SECONDS <= 0:
         return
-    _reaper = asyncio.get_running_loop().create_task(_reap_forever(settings.REAPER_INTERVAL_SECONDS))
+    _reaper = asyncio.get_running_loop().create_task(_reap_forever(settings.REAPER_INTERVAL_SECONDS),
+                                                    context=background.detached_context())
 
 
 request_started.connect(_start_reaper, dispatch_uid="sessions_app.reaper")

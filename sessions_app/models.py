@@ -35,8 +35,8 @@ class AvatarSession(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     liveavatar_session_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
-    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED,
-                              db_index=True)
+    # Indexed by (status, last_event_at) in Meta.indexes.
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED)
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True, help_text="Why minting or the session failed, in plain words.")
     # The token configuration sent to LiveAvatar (never the API key).
@@ -46,10 +46,10 @@ class AvatarSession(models.Model):
     interactivity = models.CharField(max_length=32, default="CONVERSATIONAL")
     max_session_duration = models.PositiveIntegerField(null=True, blank=True)
     # Who asked for it: the visitor's Django session key, or the API key's name.
-    visitor_key = models.CharField(max_length=64, blank=True, db_index=True)
+    visitor_key = models.CharField(max_length=64, blank=True)
     # The client's address (REMOTE_ADDR; behind nginx, X-Forwarded-For via Daphne's --proxy-headers):
     # the mint rate limit also counts per address, so dropping the cookie does not reset it.
-    client_address = models.CharField(max_length=64, blank=True, db_index=True)
+    client_address = models.CharField(max_length=64, blank=True)
     created_via = models.CharField(max_length=16, default="page")  # page | api
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -72,7 +72,13 @@ class AvatarSession(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "last_event_at"])]
+        indexes = [
+            models.Index(fields=["status", "last_event_at"]),
+            # The mint rate limit counts a visitor's and an address's rows of the last minute: with
+            # the time in the index that is a short range, not every row the address ever minted.
+            models.Index(fields=["visitor_key", "created_at"], name="session_visitor_recent"),
+            models.Index(fields=["client_address", "created_via", "created_at"], name="session_address_recent"),
+        ]
 
     def __str__(self):
         return f"{self.id} ({self.status})"

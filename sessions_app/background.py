@@ -1,0 +1,18 @@
+"""Tasks that outlive the request that happened to start them (the ingest writer, the reaper)."""
+
+import contextvars
+
+from asgiref.sync import SyncToAsync
+
+
+def detached_context() -> contextvars.Context:
+    """The caller's context without the request's ThreadSensitiveContext, for a long-lived task.
+
+    A task inherits the context it is created in; asgiref refuses thread-sensitive calls tied to a
+    request's context once that request has ended. Under a sync caller (async_to_sync, the test
+    client) the task's database calls still run in that caller's thread.
+    """
+    context = contextvars.copy_context()
+    context.run(SyncToAsync.thread_sensitive_context.set, None)
+    context.run(SyncToAsync.deadlock_context.set, False)
+    return context
