@@ -35,6 +35,9 @@ class NoConnectionCleanupMixin:
 class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     # receive stores through the ingest writer (database_sync_to_async).
     no_cleanup_handlers = frozenset({"websocket.receive"})
+    # Nothing is ever sent to a page's socket through the channel layer: no channel of its own,
+    # so no receive on the layer waiting for each open page (on Redis, a share of its polling).
+    channel_layer_alias = None
     session: AvatarSession | None = None
 
     async def connect(self):

@@ -391,115 +391,109 @@ SESSION_FIELDS = ["id", *LIFECYCLE_FIELDS, "avatar_id", "created_at", "last_even
 
 
 def _store(batches: list[tuple[object, list[dict]]]) -> dict:
-    """Store the batches of many sessions in one transaction; the sessions' rows after it, by id.
+    """Store the batches of many sessions; the sessions' rows after it, by id.
 
-    A handful of queries whatever the number of batches and sessions: the sessions, one insert
-    (the unique constraints drop duplicates: same seq, or same source + event_id), one update of
-    last_event_at. Only a session whose status the new events move is locked and saved on its own.
+    Two statements whatever the number of batches and sessions, each atomic on its own: one touches
+    the sessions (last_event_at) and returns them, one inserts the events (the unique constraints
+    drop duplicates: same seq, or same source + event_id). A transaction would cost PostgreSQL two
+    more round trips (BEGIN, COMMIT) for nothing: nothing is acked before both statements ran, and a
+    batch sent again after a failure in between is stored exactly once. The events of a session
+    whose status they move are stored in a transaction of their own, with its row locked.
     """
     now = timezone.now()
     by_session: dict = {}
     for session_id, items in batches:
         by_session.setdefault(session_id, []).extend(items)
-    with transaction.atomic():
-        sessions = _sessions(list(by_session))
-        moving = sorted((sid for sid, items in by_session.items() if sid in sessions
-                         and _moves(sessions[sid], items)), key=str)
-        if moving:
+    sessions = _touch(list(by_session), now)
+    moving = sorted((sid for sid in sessions if _moves(sessions[sid], by_session[sid])), key=str)
+    _insert_events([(sid, item) for sid, items in by_session.items() if sid in sessions and sid not in moving
+                    for item in items], now)
+    if moving:
+        with transaction.atomic():
             # The row lock serialises the status machine of a session (websocket and beacon racing).
             locked = AvatarSession.objects.select_for_update().only(*SESSION_FIELDS).in_bulk(moving)
             for sid in moving:
                 session = sessions[sid] = locked[sid]
                 lifecycle.apply_events(session, _new_items(session, by_session[sid]))
                 session.save(update_fields=LIFECYCLE_FIELDS)
-        _insert_events([(sid, item) for sid, items in by_session.items() if sid in sessions for item in items], now)
-        if sessions:
-            _touch(list(sessions), now)
-    for session in sessions.values():
-        session.last_event_at = now
+            _insert_events([(sid, item) for sid in moving for item in by_session[sid]], now)
     return sessions
 
 
-_session_sql: dict = {}  # connection vendor → (SELECT … WHERE id IN, its column converters, UPDATE … SET last_event_at, attnames)
+_touch_sql: dict = {}  # connection vendor → (UPDATE … RETURNING SESSION_FIELDS, their column converters, attnames)
 
 
-def _session_statements():
-    """Plain SQL for the two session queries of every flush (the ORM took longer to build them than
-    the database to run them): the rows by id (SESSION_FIELDS), and last_event_at of rows by id."""
-    cached = _session_sql.get(connection.vendor)
+def _touch(ids: list, now: datetime) -> dict:
+    """Set last_event_at of the sessions `ids` to `now`; those that exist (SESSION_FIELDS loaded), by id.
+
+    One plain statement (UPDATE … RETURNING): the ORM took longer to build a select and an update
+    than the database to run them.
+    """
+    if not ids:
+        return {}
+    cached = _touch_sql.get(connection.vendor)
     if cached is None:
         meta, ops = AvatarSession._meta, connection.ops
         # In the model's order: Model.from_db takes the values of the loaded fields in that order.
         fields = [f for f in meta.concrete_fields if f.name in SESSION_FIELDS]
-        table = ops.quote_name(meta.db_table)
-        select = "SELECT {} FROM {} WHERE {} IN ({{}})".format(
-            ", ".join(ops.quote_name(f.column) for f in fields), table, ops.quote_name(meta.pk.column))
+        update = "UPDATE {} SET {} = %s WHERE {} IN ({{}}) RETURNING {}".format(
+            ops.quote_name(meta.db_table), ops.quote_name(meta.get_field("last_event_at").column),
+            ops.quote_name(meta.pk.column), ", ".join(ops.quote_name(f.column) for f in fields))
         converters = []
         for f in fields:
             col = f.get_col(meta.db_table)
             converters.append((col, [*ops.get_db_converters(col), *f.get_db_converters(connection)]))
-        update = "UPDATE {} SET {} = %s WHERE {} IN ({{}})".format(
-            table, ops.quote_name(meta.get_field("last_event_at").column), ops.quote_name(meta.pk.column))
-        cached = _session_sql[connection.vendor] = (select, converters, update, [f.attname for f in fields])
-    return cached
-
-
-def _sessions(ids: list) -> dict:
-    """The sessions of `ids` that exist (SESSION_FIELDS loaded), by id: what
-    AvatarSession.objects.only(*SESSION_FIELDS).in_bulk(ids) returns."""
-    if not ids:
-        return {}
-    select, converters, _, names = _session_statements()
+        cached = _touch_sql[connection.vendor] = (update, converters, [f.attname for f in fields])
+    update, converters, names = cached
     pk = AvatarSession._meta.pk
-    params = [pk.get_db_prep_value(sid, connection) for sid in ids]
+    params = [AvatarSession._meta.get_field("last_event_at").get_db_prep_save(now, connection),
+              *(pk.get_db_prep_value(sid, connection) for sid in ids)]
     with connection.cursor() as cursor:
-        cursor.execute(select.format(", ".join(["%s"] * len(ids))), params)
+        cursor.execute(update.format(", ".join(["%s"] * len(ids))), params)
         rows = cursor.fetchall()
-    result = {}
+    sessions = {}
     for row in rows:
         values = list(row)
         for i, (col, convs) in enumerate(converters):
             for conv in convs:
                 values[i] = conv(values[i], col, connection)
         session = AvatarSession.from_db(connection.alias, names, values)
-        result[session.pk] = session
-    return result
+        sessions[session.pk] = session
+    return sessions
 
 
-def _touch(ids: list, now: datetime) -> None:
-    """UPDATE last_event_at of the sessions `ids` to `now`."""
-    update = _session_statements()[2]
-    pk = AvatarSession._meta.pk
-    params = [AvatarSession._meta.get_field("last_event_at").get_db_prep_save(now, connection),
-              *(pk.get_db_prep_value(sid, connection) for sid in ids)]
-    with connection.cursor() as cursor:
-        cursor.execute(update.format(", ".join(["%s"] * len(ids))), params)
+INSERT_CHUNK = 500  # rows a statement: 4,000 parameters, under SQLite's and PostgreSQL's limits
 
 
 def _insert_events(rows: list[tuple[object, dict]], now: datetime) -> None:
-    """INSERT the events, skipping any a unique constraint refuses (a duplicate): one statement run
-    for every row by the driver. What bulk_create(ignore_conflicts=True) does, without its per-value
-    Python cost."""
+    """INSERT the events, skipping any a unique constraint refuses (a duplicate), in multi-row
+    statements. What bulk_create(ignore_conflicts=True) does, without its per-value Python cost; and
+    one statement where executemany costs PostgreSQL's driver a statement per row."""
     if not rows:
         return
     meta, ops = SessionEvent._meta, connection.ops
     names = ["session", "seq", "event_id", "event_type", "source", "payload", "client_ts", "received_at"]
     on_conflict = OnConflict.IGNORE
-    sql = "{} {} ({}) VALUES ({}) {}".format(
+    statement = "{} {} ({}) VALUES {{}} {}".format(
         ops.insert_statement(on_conflict=on_conflict), ops.quote_name(meta.db_table),
-        ", ".join(ops.quote_name(meta.get_field(name).column) for name in names), ", ".join(["%s"] * len(names)),
+        ", ".join(ops.quote_name(meta.get_field(name).column) for name in names),
         ops.on_conflict_suffix_sql([meta.get_field(n) for n in names], on_conflict, None, None))
+    row_sql = "({})".format(", ".join(["%s"] * len(names)))
     received = ops.adapt_datetimefield_value(now)
     session_field = meta.get_field("session")
-    params = [
-        [session_field.get_db_prep_save(sid, connection), item["seq"], item["event"].get("event_id") or "",
-         item["event"]["event_type"], item["source"], json.dumps(item["event"]),
-         ops.adapt_datetimefield_value(datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)) if item.get("ts") else None,
-         received]
-        for sid, item in rows
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start:start + INSERT_CHUNK]
+            params = []
+            for sid, item in chunk:
+                event = item["event"]
+                params += [
+                    session_field.get_db_prep_save(sid, connection), item["seq"], event.get("event_id") or "",
+                    event["event_type"], item["source"], json.dumps(event),
+                    ops.adapt_datetimefield_value(datetime.fromtimestamp(item["ts"] / 1000, tz=UTC))
+                    if item.get("ts") else None,
+                    received]
+            cursor.execute(statement.format(", ".join([row_sql] * len(chunk))), params)
 
 
 def _moves(session: AvatarSession, items: list[dict]) -> bool:
