@@ -125,6 +125,18 @@ def django_db_modify_db_settings():
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_sync_thread_connections(django_db_setup):
+    """Before the test database is dropped, close the connections of asgiref's sync thread, where
+    async tests' database calls (the ingest writer's among them) run: connections are per thread,
+    and PostgreSQL refuses to drop a database still in use."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+
+
 @pytest.fixture
 def daphne_server(transactional_db):
     server = DaphneServer().start()

@@ -20,7 +20,8 @@ class ResendingForwarder:
     def _socket(self, deadline):
         while self.ws is None:
             try:
-                self.ws = connect(self.url, origin=self.origin, open_timeout=2)
+                # legacy=True: websockets' way to hold a connection open across calls (not in a `with`).
+                self.ws = connect(self.url, origin=self.origin, open_timeout=2, legacy=True)
                 # Like the page: after (re)connecting, send everything not yet acked.
                 if self.unacked:
                     self.ws.send(json.dumps({"type": "events", "events": list(self.unacked.values())}))

@@ -183,7 +183,8 @@ def test_a_redis_restart_keeps_every_event_and_the_live_feed_comes_back(make_dap
     # The feed that was open died with Redis; the dashboard page reconnects, and may need a second
     # try while the process's Redis connections are renewed. Then batches are seen live again.
     while True:
-        dashboard = connect(f"{b.ws_url}/ws/dashboard/", origin=b.url, additional_headers={"Cookie": cookie})
+        dashboard = connect(f"{b.ws_url}/ws/dashboard/", origin=b.url, additional_headers={"Cookie": cookie},
+                            legacy=True)
         try:
             assert json.loads(dashboard.recv(timeout=5))["type"] == "snapshot"
             break
