@@ -42,11 +42,8 @@ class SlowLiveAvatar:
             def _answer(self, body: dict):
                 raw = json.dumps(body).encode()
                 # One write for the headers and the body, as real servers send a small answer.
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self._headers_buffer.append(b"\r\n" + raw)
-                self.flush_headers()
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(raw), raw))
 
             def log_message(self, *args):
                 pass

@@ -36,7 +36,7 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     # receive stores through the ingest writer (database_sync_to_async).
     no_cleanup_handlers = frozenset({"websocket.receive"})
     # Nothing is ever sent to a page's socket through the channel layer: no channel of its own,
-    # so no receive on the layer waiting for each open page (on Redis, a share of its polling).
+    # and no receive pending on the layer for every open page.
     channel_layer_alias = None
     session: AvatarSession | None = None
 

@@ -3,8 +3,7 @@
 One code path for the websocket, the sendBeacon endpoint and the REST API's batch endpoint:
 `parse_message` (raw text) or `validate_envelope` (parsed JSON), then `store_batch`.
 Batches are group-committed: a per-process writer stores every batch waiting (from any number of
-sessions) in one transaction with a handful of queries, and each is acknowledged only once
-committed. Transcripts are rebuilt right after, off the ack path and incrementally (from the last
+sessions) with two statements (`_store`), and each is acknowledged only once stored. Transcripts are rebuilt right after, off the ack path and incrementally (from the last
 quiet point of the fold), and the live feed gets one message per round. Duplicates (same seq, or same source + event_id) are acknowledged, not stored twice.
 """
 
@@ -113,8 +112,8 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
     """Store the valid items exactly once and acknowledge them; per-item problems come back as errors.
 
     Raises IngestError("server_busy", 503) when the database cannot take the batch: nothing is acked.
-    The batch is committed together with whatever other batches this process has waiting (group
-    commit); this returns once that transaction is committed.
+    The batch is stored together with whatever other batches this process has waiting (group
+    commit); this returns once it is committed.
     """
     result = IngestResult()
     valid = []
@@ -133,7 +132,7 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
 
 
 # Group commit: one writer per event loop (Daphne has one; pytest-asyncio makes one per test).
-FLUSH_MAX_EVENTS = 1000  # events in one transaction, at most (whole batches: one may exceed it)
+FLUSH_MAX_EVENTS = 1000  # events stored in one round, at most (whole batches: one may exceed it)
 REBUILD_INTERVAL = 0.5  # seconds: under load the transcripts are rebuilt together at most this often
 REBUILD_CHUNK = 16  # under sustained load, sessions rebuilt in one round at most
 BUSY_WINDOW, BUSY_SESSIONS = 0.25, 8  # load: batches from this many sessions within this many seconds
@@ -161,7 +160,7 @@ class _Batch:
 
 
 class _Writer:
-    """Drains every waiting batch into one transaction as soon as the previous one has committed,
+    """Stores every waiting batch together (one round) as soon as the previous round has stored its own,
     resolves the batches' futures (the acks), then rebuilds the transcripts those events changed
     and sends the live feed one message for it all.
 
@@ -250,7 +249,7 @@ class _Writer:
             await dashboard.group_send(frames)
 
     def take(self) -> list[_Batch]:
-        """The waiting batches for one transaction: whole batches, up to FLUSH_MAX_EVENTS events."""
+        """The waiting batches for one round: whole batches, up to FLUSH_MAX_EVENTS events."""
         take, count = 0, 0
         while take < len(self.pending) and (not take or count + len(self.pending[take].items) <= FLUSH_MAX_EVENTS):
             count += len(self.pending[take].items)
@@ -291,7 +290,7 @@ class _Writer:
         return {sid: self.dirty.pop(sid) for sid in due}
 
     async def round(self, batches: list[_Batch], fresh: dict, messages: list[dict], sessions: dict) -> None:
-        """Store `batches` (one transaction; acked as soon as it commits), then rebuild the transcripts
+        """Store `batches` (acked as soon as they are committed), then rebuild the transcripts
         that are due: one call to the database thread.
 
         Whether the process is busy is judged there, after the commit: batches that arrived meanwhile

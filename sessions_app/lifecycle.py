@@ -229,7 +229,7 @@ async def _reap_forever(interval: int) -> None:
 
 async def _start_reaper(sender, **kwargs) -> None:
     global _reaper
-    # Only a real ASGI server (not the test client, whose handler is a subclass) starts it.
+    # Only a real ASGI server starts it (the test client's handler is not an ASGIHandler).
     if not issubclass(sender, ASGIHandler) or _reaper is not None or settings.REAPER_INTERVAL_SECONDS <= 0:
         return
     _reaper = asyncio.get_running_loop().create_task(_reap_forever(settings.REAPER_INTERVAL_SECONDS),

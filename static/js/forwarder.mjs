@@ -33,6 +33,13 @@ export class Forwarder {
   /** Record one event (source: server | command | client) and send it soon. */
   record(source, event) {
     const record = this.queue.push(source, event);
+    if (this.stopped) {
+      // An event after the drain (a late one from the session's teardown): connect again, and stop
+      // once it is acknowledged too.
+      this.stopped = false;
+      this.#connect();
+      return record;
+    }
     if (!this.flushQueued) {
       // Events born in the same task travel in one message.
       this.flushQueued = true;

@@ -188,6 +188,24 @@ test("close waits for the acks, then closes the socket and forgets the queue", a
   assert.equal(storage.length, 0);
 });
 
+test("an event recorded after the drain is still sent and acknowledged", async () => {
+  const { forwarder, socket, storage } = setup();
+  socket().open();
+  forwarder.record("client", { event_type: "client.stopped" });
+  await tick();
+  const closed = forwarder.close();
+  socket().answer({ type: "ack", seqs: [1] });
+  await closed;
+  forwarder.record("client", { event_type: "client.error", stage: "join" });
+  socket().open();
+  assert.deepEqual(socket().seqs, [2]);
+  assert.notEqual(storage.length, 0); // kept until acknowledged
+  socket().answer({ type: "ack", seqs: [2] });
+  await tick();
+  assert.equal(socket().readyState, 3);
+  assert.equal(storage.length, 0);
+});
+
 test("after close, a cut socket still reconnects until everything is acknowledged", async () => {
   const { forwarder, socket, timers, storage } = setup();
   socket().open();
