@@ -176,26 +176,26 @@ test("leftovers stay when the server is busy", async () => {
   assert.equal(storage.length, 0);
 });
 
-test("close waits for the acks, then closes the socket and forgets the queue", async () => {
-  const { forwarder, socket, storage } = setup();
-  socket().open();
-  forwarder.record("client", { event_type: "client.stopped" });
+// A session's last event sent, acknowledged, and the forwarder closed after it.
+async function drained() {
+  const context = setup();
+  context.socket().open();
+  context.forwarder.record("client", { event_type: "client.stopped" });
   await tick();
-  const closed = forwarder.close();
-  socket().answer({ type: "ack", seqs: [1] });
+  const closed = context.forwarder.close();
+  context.socket().answer({ type: "ack", seqs: [1] });
   await closed;
+  return context;
+}
+
+test("close waits for the acks, then closes the socket and forgets the queue", async () => {
+  const { socket, storage } = await drained();
   assert.equal(socket().readyState, 3);
   assert.equal(storage.length, 0);
 });
 
 test("an event recorded after the drain is still sent and acknowledged", async () => {
-  const { forwarder, socket, storage } = setup();
-  socket().open();
-  forwarder.record("client", { event_type: "client.stopped" });
-  await tick();
-  const closed = forwarder.close();
-  socket().answer({ type: "ack", seqs: [1] });
-  await closed;
+  const { forwarder, socket, storage } = await drained();
   forwarder.record("client", { event_type: "client.error", stage: "join" });
   socket().open();
   assert.deepEqual(socket().seqs, [2]);
