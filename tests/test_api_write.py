@@ -66,6 +66,8 @@ def test_it_applies_allowed_overrides(client, auth):
     {"max_session_duration": 10**6},
     {"language": "not a language"},
     {"avatar_id": "someone-else"},  # not an allowed override
+    {"sandbox": 0.0},  # not coerced into a boolean
+    {"max_session_duration": "120"},  # nor a string into a number
 ])
 def test_it_rejects_overrides_it_does_not_allow(client, auth, body):
     response = mint(client, auth, body)

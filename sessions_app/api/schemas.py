@@ -3,12 +3,13 @@
 import datetime as dt
 import re
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
+from annotated_types import Interval
 from django.conf import settings
 from ninja import Field, Schema
 from ninja.pagination import PageNumberPagination
-from pydantic import ConfigDict, field_validator
+from pydantic import BeforeValidator, ConfigDict, StrictBool, field_validator
 
 from ..models import EventSource, SessionStatus, Speaker, TranscriptOrigin
 
@@ -52,6 +53,12 @@ class SessionFilters(Schema):
     _to_utc = field_validator("created_after", "created_before")(_utc)
 
 
+def _json_number(value):
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a number")
+    return value
+
+
 class SessionCreateIn(Schema):
     """Overrides of the site's LiveAvatar settings for this one session; all optional."""
 
@@ -59,11 +66,13 @@ class SessionCreateIn(Schema):
 
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["en", "fr"],
                                  description="Language of the avatar (ISO code).")
-    sandbox: bool | None = Field(None, description="A free, short sandbox session (sandbox avatar only).")
+    # What the schema says and nothing coerced into it: 0, 0.0 or "yes" are not booleans, "60" is
+    # not a number (a whole 60.0 is, as JSON Schema counts it).
+    sandbox: StrictBool | None = Field(None, description="A free, short sandbox session (sandbox avatar only).")
     interactivity: Literal["CONVERSATIONAL", "PUSH_TO_TALK"] | None = None
-    max_session_duration: int | None = Field(
-        None, ge=30, le=settings.LIVEAVATAR_MAX_SESSION_SECONDS,
-        description=f"Seconds; at most LIVEAVATAR_MAX_SESSION_SECONDS ({settings.LIVEAVATAR_MAX_SESSION_SECONDS}).")
+    max_session_duration: Annotated[int, Interval(ge=30, le=settings.LIVEAVATAR_MAX_SESSION_SECONDS),
+                                    BeforeValidator(_json_number)] | None = Field(
+        None, description=f"Seconds; at most LIVEAVATAR_MAX_SESSION_SECONDS ({settings.LIVEAVATAR_MAX_SESSION_SECONDS}).")
 
 
 class EventBatchIn(Schema):
