@@ -32,6 +32,7 @@ import ssl
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import httpx
 from django.conf import settings
@@ -203,9 +204,13 @@ class LiveAvatarClient:
 
     # Sessions
 
-    async def create_token(self, config: dict) -> dict:
-        """POST /v1/sessions/token: mint a session token. Returns {session_id, session_token}."""
-        return await self._request("POST", "/v1/sessions/token", json=config, idempotent=False)
+    async def create_token(self, config: dict, on_sent: Callable[[], None] | None = None) -> dict:
+        """POST /v1/sessions/token: mint a session token. Returns {session_id, session_token}.
+
+        `on_sent` is called once the request has gone out and LiveAvatar is minting, so the caller
+        can use the wait (over HTTP only: the in-process emulator has no such moment).
+        """
+        return await self._request("POST", "/v1/sessions/token", json=config, idempotent=False, on_sent=on_sent)
 
     async def start(self, session_token: str) -> dict:
         """POST /v1/sessions/start (Bearer only). Returns session_id, livekit_url, livekit_client_token, ..."""
@@ -257,16 +262,17 @@ class LiveAvatarClient:
     # The one place that talks HTTP
 
     async def _request(self, method: str, path: str, *, json: dict | None = None, params: dict | None = None,
-                       bearer: str | None = None, idempotent: bool = True):
+                       bearer: str | None = None, idempotent: bool = True, on_sent: Callable[[], None] | None = None):
         headers = {"Accept": "application/json", "User-Agent": "avatar_site"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         else:
             headers["X-API-KEY"] = self._api_key
         http = await self._http()
+        extensions = {"trace": _call_when_sent(on_sent)} if on_sent else None
         attempt = 0
         while True:
-            error = await self._attempt(http, method, path, headers, json, params)
+            error = await self._attempt(http, method, path, headers, json, params, extensions)
             if not isinstance(error, LiveAvatarError):
                 return error
             delay = self._retry_delay(error, attempt, idempotent)
@@ -288,10 +294,11 @@ class LiveAvatarClient:
 
         return await _pooled_http(key, build)
 
-    async def _attempt(self, http, method, path, headers, json, params):
+    async def _attempt(self, http, method, path, headers, json, params, extensions):
         """One HTTP exchange: the unwrapped data on success, else the LiveAvatarError (not raised)."""
         try:
-            response = await http.request(method, path, headers=headers, json=json, params=params)
+            response = await http.request(method, path, headers=headers, json=json, params=params,
+                                          extensions=extensions)
         except httpx.TimeoutException as exc:
             return LiveAvatarError(f"LiveAvatar did not answer in time: {type(exc).__name__}", kind="timeout",
                                    sent=not isinstance(exc, httpx.ConnectTimeout))
@@ -329,6 +336,23 @@ class LiveAvatarClient:
         if idempotent and (error.kind in ("timeout", "unavailable")):
             return BACKOFF_SECONDS * 2**attempt
         return None
+
+
+def _call_when_sent(callback: Callable[[], None]):
+    """An httpcore trace hook that calls `callback` once, when a request body has been sent. The
+    callback's failure is logged, not raised: it must not fail the call it watches."""
+    called = False
+
+    async def trace(event: str, info: dict) -> None:
+        nonlocal called
+        if not called and event.endswith(".send_request_body.complete"):
+            called = True
+            try:
+                callback()
+            except Exception:
+                logger.exception("The callback run while LiveAvatar answers failed")
+
+    return trace
 
 
 def get_client(transport: httpx.AsyncBaseTransport | None = None) -> LiveAvatarClient:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -86,8 +88,7 @@ def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) ->
 
 
 def _insert(session: AvatarSession) -> None:
-    """INSERT the new row in one plain statement. It is on the page's path once LiveAvatar has
-    answered, and save() spent twice as long there as this, in Python (the save machinery)."""
+    """INSERT the new row in one plain statement: save() spent twice as long as this, in Python."""
     meta, ops = AvatarSession._meta, connection.ops
     fields = meta.local_concrete_fields
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
@@ -98,12 +99,34 @@ def _insert(session: AvatarSession) -> None:
     session._state.adding, session._state.db = False, connection.alias
 
 
+async def _store(session: AvatarSession, inserting: asyncio.Future | None, changes: dict, save: bool = True) -> None:
+    """Apply LiveAvatar's outcome (`changes`) to the session and store it: by an UPDATE once the
+    INSERT started in the wait has run (it stored the session as it was before), or with the INSERT
+    when there was no wait. `save=False` leaves that UPDATE to the caller."""
+    if inserting:
+        await inserting
+    for name, value in changes.items():
+        setattr(session, name, value)
+    if inserting is None:
+        await sync_to_async(_insert)(session)
+    elif save:
+        await sync_to_async(session.save)(update_fields=list(changes))
+
+
 async def mint_session(*, visitor_key: str, client_address: str = "", created_via: str = "page",
-                       overrides: dict | None = None) -> tuple[AvatarSession, str]:
+                       overrides: dict | None = None,
+                       while_waiting: Callable[[AvatarSession], None] | None = None,
+                       defer_liveavatar_id: bool = False) -> tuple[AvatarSession, str]:
     """Mint a token and store the AvatarSession; returns (session, session_token).
 
     Raises MintRateLimited before calling LiveAvatar when the visitor (or its address) minted too
     often, and MintError (with the stored failed row) when LiveAvatar fails.
+
+    The wait for LiveAvatar is idle time and what runs after its answer is on the caller's path, so
+    the row is written in the wait, once the request has gone out; `while_waiting` gets the session
+    then too. (The in-process emulator answers at once: there the row is written after it.) With
+    `defer_liveavatar_id` the caller saves LiveAvatar's id of the session when it suits it (the page
+    does once it has been sent): `session.save(update_fields=["liveavatar_session_id"])`.
     """
     client_address = (client_address or "")[:64]
     config = token_config(overrides)  # an invalid override fails before any query
@@ -119,15 +142,22 @@ async def mint_session(*, visitor_key: str, client_address: str = "", created_vi
         client_address=client_address,
         created_via=created_via,
     )
+    inserting: asyncio.Future | None = None
+
+    def sent():  # on the loop, while LiveAvatar mints
+        nonlocal inserting
+        inserting = asyncio.ensure_future(sync_to_async(_insert)(session))
+        if while_waiting:
+            while_waiting(session)
+
     try:
-        token = await liveavatar.get_client().create_token(config)
+        token = await liveavatar.get_client().create_token(config, on_sent=sent)
     except liveavatar.LiveAvatarError as error:
         logger.warning("Minting a LiveAvatar token failed: %s", error)
-        session.status, session.error, session.ended_at = SessionStatus.FAILED, error.visitor_message, timezone.now()
-        await sync_to_async(_insert)(session)
+        await _store(session, inserting, {"status": SessionStatus.FAILED, "error": error.visitor_message,
+                                          "ended_at": timezone.now()})
         raise MintError(session, error) from error
-    session.liveavatar_session_id = token["session_id"]
-    await sync_to_async(_insert)(session)
+    await _store(session, inserting, {"liveavatar_session_id": token["session_id"]}, save=not defer_liveavatar_id)
     return session, token["session_token"]
 
 

@@ -1,20 +1,25 @@
 import asyncio
+import logging
 import secrets
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db import connection
-from django.http import JsonResponse
+from django.db import DatabaseError, connection
+from django.http import HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.html import json_script
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
+
+log = logging.getLogger(__name__)
 
 # Seconds the health check waits for a channel-layer round trip.
 HEALTH_LAYER_TIMEOUT = 2.0
@@ -43,24 +48,81 @@ def _remember_visitor(response, key: str, new: bool):
     return response
 
 
-async def _mint_for(request, visitor_key: str, *, auto_start: bool) -> tuple[dict, int]:
-    """(page config, HTTP status) for a new session of this visitor."""
-    try:
-        session, token = await mint_session(visitor_key=visitor_key,
-                                            client_address=request.META.get("REMOTE_ADDR", ""))
-    except MintRateLimited as exc:
-        return error_config(exc.message), 429
-    except MintError as exc:
-        return error_config(exc.error.visitor_message), 503
-    return page_config(request, session, token, auto_start=auto_start), 200
+def _failure(exc: MintRateLimited | MintError) -> tuple[str, int]:
+    """What to tell a visitor whose session could not be minted, and the HTTP status."""
+    if isinstance(exc, MintRateLimited):
+        return exc.message, 429
+    return exc.error.visitor_message, 503
+
+
+class _SavesLiveAvatarIdWhenSent(HttpResponse):
+    """A visitor page that records LiveAvatar's id of its session once the page has been sent
+    (Django closes a response after sending it, on the request's thread), so that database write is
+    not on the visitor's wait. The session's row was stored before LiveAvatar was asked.
+
+    Should the process die in the millisecond between, the row lacks LiveAvatar's id: the page still
+    runs and stops its session itself, its events are still stored, and LiveAvatar ends the session
+    at its max_session_duration; only a stop from the server and the transcript check against
+    LiveAvatar's are not possible for it. A database error here is logged.
+    """
+
+    def __init__(self, content, *, session: AvatarSession):
+        super().__init__(content)
+        self.session = session
+
+    def close(self):
+        try:
+            self.session.save(update_fields=["liveavatar_session_id"])
+        except DatabaseError:
+            log.exception("Could not record LiveAvatar's id %s of session %s",
+                          self.session.liveavatar_session_id, self.session.pk)
+        finally:
+            super().close()
+
+
+class VisitorPage:
+    """The visitor page of a new session, rendered while LiveAvatar mints its token.
+
+    The wait for LiveAvatar is idle time, and what runs after its answer is what the visitor waits
+    for: so the page (template and config) is built in the wait, and only the token and LiveAvatar's
+    session id are filled in after it. The result is the page `render` would make of the full config.
+    """
+
+    template = "sessions_app/index.html"
+
+    def __init__(self, request, *, auto_start: bool):
+        self.request, self.auto_start = request, auto_start
+        self.config = self.html = self.config_script = None
+
+    def prepare(self, session: AvatarSession) -> None:
+        """Render the page with everything but the token (called while LiveAvatar mints)."""
+        config = page_config(self.request, session, "", auto_start=self.auto_start)
+        html = render_to_string(self.template, {"config": config}, self.request)
+        self.config, self.html, self.config_script = config, html, json_script(config, "avatar-config")
+
+    def minted(self, session: AvatarSession, token: str) -> HttpResponse:
+        if self.html is None:  # no wait to use (the emulator in process answers at once)
+            self.prepare(session)
+        config = {**self.config, "session_token": token, "liveavatar_session_id": session.liveavatar_session_id}
+        return _SavesLiveAvatarIdWhenSent(
+            self.html.replace(self.config_script, json_script(config, "avatar-config"), 1), session=session)
+
+    def failed(self, message: str, status: int) -> HttpResponse:
+        return render(self.request, self.template, {"config": error_config(message)}, status=status)
 
 
 @require_GET
 async def index(request):
     get_token(request)  # sets the CSRF cookie that "Start a new conversation" (POST) needs
     visitor_key, new = _visitor_key(request)
-    config, status = await _mint_for(request, visitor_key, auto_start="auto_start" in request.GET)
-    response = render(request, "sessions_app/index.html", {"config": config}, status=status)
+    page = VisitorPage(request, auto_start="auto_start" in request.GET)
+    try:
+        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""),
+                                            while_waiting=page.prepare, defer_liveavatar_id=True)
+    except (MintRateLimited, MintError) as exc:
+        response = page.failed(*_failure(exc))
+    else:
+        response = page.minted(session, token)
     return _remember_visitor(response, visitor_key, new)
 
 
@@ -68,8 +130,14 @@ async def index(request):
 async def new_session(request):
     """"Start a new conversation" without a reload: the same page config, as JSON (CSRF-protected)."""
     visitor_key, new = _visitor_key(request)
-    config, status = await _mint_for(request, visitor_key, auto_start=True)
-    return _remember_visitor(JsonResponse(config, status=status), visitor_key, new)
+    try:
+        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""))
+    except (MintRateLimited, MintError) as exc:
+        message, status = _failure(exc)
+        response = JsonResponse(error_config(message), status=status)
+    else:
+        response = JsonResponse(page_config(request, session, token, auto_start=True))
+    return _remember_visitor(response, visitor_key, new)
 
 
 # Health probes: whatever the failure (refused, timeout, misconfigured), the part is down.

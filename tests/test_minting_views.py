@@ -6,6 +6,7 @@ import re
 import httpx
 import pytest
 from django.contrib.sessions.models import Session
+from django.template.loader import render_to_string
 from django.test import Client, RequestFactory
 
 from sessions_app import liveavatar, views
@@ -56,6 +57,28 @@ def test_it_mints_a_token_for_the_page_and_never_shows_the_api_key(client, setti
     assert views._visitor_key(returning) == (session.visitor_key, False)
     assert not Session.objects.exists() and settings.SESSION_COOKIE_NAME not in client.cookies
     assert SECRET not in json.dumps(session.config)
+
+
+def test_the_page_is_built_while_liveavatar_mints_and_is_the_page_render_makes(client, settings, daphne_server,
+                                                                               monkeypatch):
+    # Over HTTP (the emulator of another process), as the real service is reached.
+    settings.LIVEAVATAR_EMULATOR_URL = f"{daphne_server.url}/liveavatar-emulator"
+    answered_before_prepare = []
+    prepare = views.VisitorPage.prepare
+
+    def watched_prepare(page, session):
+        answered_before_prepare.append(session.liveavatar_session_id is not None)
+        prepare(page, session)
+
+    monkeypatch.setattr(views.VisitorPage, "prepare", watched_prepare)
+    response = client.get("/")
+    assert answered_before_prepare == [False]
+    config = page_config(response)
+    session = AvatarSession.objects.get()
+    assert config["session_token"] and config["liveavatar_session_id"] == session.liveavatar_session_id
+    rendered = render_to_string("sessions_app/index.html", {"config": config}, response.wsgi_request)
+    csrf = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')  # masked anew by each render
+    assert csrf.sub("", response.content.decode()) == csrf.sub("", rendered)
 
 
 def test_it_tells_the_visitor_when_liveavatar_fails_and_stores_the_failure(client, liveavatar_answers):
