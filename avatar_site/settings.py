@@ -139,20 +139,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Channel layer: in-memory (one process) by default, Redis when REDIS_URL is set.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # Redis Pub/Sub: a group send is one PUBLISH, pushed to the processes that subscribed. The
+    # original RedisChannelLayer stores every message in a sorted set per channel instead, and
+    # each process polls and acknowledges each one: eight round trips a message in all, which cost
+    # two processes about a tenth of their CPU in the scale-out bench. What goes through the layer
+    # is a live view (the dashboard feed, the emulated room) that nobody missing it can use later,
+    # and the at-most-once delivery of Pub/Sub is the delivery it needs: what must not be lost is
+    # in the database. redis-py reads with a 5 s socket timeout by default; replies a moment late
+    # (a busy loop) must not break a subscription, a dead server is still noticed within 15 s.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that channels-redis
-            # blocks in BZPOPMIN: a reply a moment late (a busy loop) raised TimeoutError inside the
-            # consumer and closed its socket with 1011. Reads wait longer than the block; a dead
-            # server is still noticed within the timeout.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 1500, "expiry": 30},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
-    # Under load the live feed goes out at most this often, ten times a second: a Redis group send
-    # costs round trips on the sending and on every receiving process, and the scale-out bench
-    # measured a send every 30 ms at about 15 % of the CPU of two processes (the in-memory layer's
-    # sends cost nothing like it: 0.01 s there).
+    # Under load the live feed goes out at most this often, ten times a second: each send is a
+    # round trip to Redis and a message on every receiving process.
     INGEST_FEED_PERIOD = 0.1
 else:
     # The default capacity (100 messages a channel) silently drops the feed of a busy dashboard.

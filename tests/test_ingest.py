@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import OperationalError, transaction
+from django.utils import timezone
 
 from avatar_site.asgi import application
 from sessions_app import consumers, credentials, ingest, transcript, transcript_rows
@@ -287,6 +289,32 @@ async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing(monkey
     outcomes = await asyncio.gather(*(ingest.store_batch(s, [item(1), item(2)]) for s in sessions))
     assert [o.acked for o in outcomes] == [[1, 2]] * 10
     assert await SessionEvent.objects.acount() == 20
+
+
+async def test_events_stored_before_a_failure_move_the_status_when_their_batch_is_sent_again():
+    session = await make_session()
+    batch = [item(1, "client.started"), item(2, "client.connected"), item(3)]
+    # A failure after the events were inserted and before the status moved: nothing was acked.
+    await database_sync_to_async(ingest._touch_and_insert)({session.pk: batch}, timezone.now())
+    assert (await AvatarSession.objects.aget(pk=session.pk)).status == SessionStatus.CREATED
+    result = await ingest.store_batch(session, batch)  # the page sends the batch again
+    assert result.acked == [1, 2, 3] and await stored(session) == [
+        (1, "client.started"), (2, "client.connected"), (3, "client.keepalive")]
+    session = await AvatarSession.objects.aget(pk=session.pk)
+    assert session.status == SessionStatus.ACTIVE and session.started_at is not None
+
+
+async def test_a_round_of_more_events_than_a_statement_takes_stores_each_once_and_drops_a_deleted_sessions():
+    sessions = [await make_session(status=SessionStatus.ACTIVE) for _ in range(3)]
+    gone = await make_session(status=SessionStatus.ACTIVE)
+    await gone.adelete()  # its page still forwards
+    per_session = ingest.INSERT_CHUNK // 2 + 1  # three sessions: more than two statements' worth
+    batches = [(s.pk, [item(seq) for seq in range(1, per_session + 1)]) for s in [*sessions, gone]]
+    touched = await database_sync_to_async(ingest._store)(batches)
+    assert set(touched) == {s.pk for s in sessions}
+    await database_sync_to_async(ingest._store)(batches)  # and all of it once more
+    assert await SessionEvent.objects.acount() == 3 * per_session
+    assert not await SessionEvent.objects.filter(session_id=gone.pk).aexists()
 
 
 async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_late_event_rebuilds_it():

@@ -125,7 +125,7 @@ def test_it_reports_health():
 
 
 def test_it_reports_a_channel_layer_that_is_down(client, settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
                                            "CONFIG": {"hosts": ["redis://127.0.0.1:1"]}}}
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json()["channel_layer"] == "down"
