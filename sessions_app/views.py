@@ -58,7 +58,7 @@ def _failure(exc: MintRateLimited | MintError) -> tuple[str, int]:
 class _SavesLiveAvatarIdWhenSent(HttpResponse):
     """A visitor page that records LiveAvatar's id of its session once the page has been sent
     (Django closes a response after sending it, on the request's thread), so that database write is
-    not on the visitor's wait. The session's row was stored before LiveAvatar was asked.
+    not on the visitor's wait. The session's row was stored before LiveAvatar answered.
 
     Should the process die in the millisecond between, the row lacks LiveAvatar's id: the page still
     runs and stops its session itself, its events are still stored, and LiveAvatar ends the session
@@ -66,8 +66,8 @@ class _SavesLiveAvatarIdWhenSent(HttpResponse):
     LiveAvatar's are not possible for it. A database error here is logged.
     """
 
-    def __init__(self, content, *, session: AvatarSession):
-        super().__init__(content)
+    def __init__(self, *, session: AvatarSession):
+        super().__init__()
         self.session = session
 
     def close(self):
@@ -81,49 +81,50 @@ class _SavesLiveAvatarIdWhenSent(HttpResponse):
 
 
 class VisitorPage:
-    """The visitor page of a new session, rendered while LiveAvatar mints its token.
+    """The visitor page of a new session, built while LiveAvatar mints its token.
 
     The wait for LiveAvatar is idle time, and what runs after its answer is what the visitor waits
-    for: so the page (template and config) is built in the wait, and only the token and LiveAvatar's
-    session id are filled in after it. The result is the page `render` would make of the full config.
+    for: so the page (template, config, response and its cookie) is built in the wait, and only the
+    token and LiveAvatar's session id are filled in after it. The page is the one `render` would
+    make of the full config.
     """
 
     template = "sessions_app/index.html"
 
-    def __init__(self, request, *, auto_start: bool):
-        self.request, self.auto_start = request, auto_start
-        self.config = self.html = self.config_script = None
+    def __init__(self, request, visitor_key: str, new_visitor: bool, *, auto_start: bool):
+        self.request, self.visitor_key, self.new_visitor, self.auto_start = request, visitor_key, new_visitor, auto_start
+        self.response = None
 
     def prepare(self, session: AvatarSession) -> None:
-        """Render the page with everything but the token (called while LiveAvatar mints)."""
+        """Build the page with everything but the token (called while LiveAvatar mints)."""
         config = page_config(self.request, session, "", auto_start=self.auto_start)
         html = render_to_string(self.template, {"config": config}, self.request)
-        self.config, self.html, self.config_script = config, html, json_script(config, "avatar-config")
+        response = _remember_visitor(_SavesLiveAvatarIdWhenSent(session=session), self.visitor_key, self.new_visitor)
+        self.config, self.html, self.config_script, self.response = config, html, json_script(config, "avatar-config"), response
 
     def minted(self, session: AvatarSession, token: str) -> HttpResponse:
-        if self.html is None:  # no wait to use (the emulator in process answers at once)
+        if self.response is None:  # no wait to use (the emulator in process answers at once)
             self.prepare(session)
         config = {**self.config, "session_token": token, "liveavatar_session_id": session.liveavatar_session_id}
-        return _SavesLiveAvatarIdWhenSent(
-            self.html.replace(self.config_script, json_script(config, "avatar-config"), 1), session=session)
+        self.response.content = self.html.replace(self.config_script, json_script(config, "avatar-config"), 1)
+        return self.response
 
     def failed(self, message: str, status: int) -> HttpResponse:
-        return render(self.request, self.template, {"config": error_config(message)}, status=status)
+        response = render(self.request, self.template, {"config": error_config(message)}, status=status)
+        return _remember_visitor(response, self.visitor_key, self.new_visitor)
 
 
 @require_GET
 async def index(request):
     get_token(request)  # sets the CSRF cookie that "Start a new conversation" (POST) needs
-    visitor_key, new = _visitor_key(request)
-    page = VisitorPage(request, auto_start="auto_start" in request.GET)
+    page = VisitorPage(request, *_visitor_key(request), auto_start="auto_start" in request.GET)
     try:
-        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""),
+        session, token = await mint_session(visitor_key=page.visitor_key,
+                                            client_address=request.META.get("REMOTE_ADDR", ""),
                                             while_waiting=page.prepare, defer_liveavatar_id=True)
     except (MintRateLimited, MintError) as exc:
-        response = page.failed(*_failure(exc))
-    else:
-        response = page.minted(session, token)
-    return _remember_visitor(response, visitor_key, new)
+        return page.failed(*_failure(exc))
+    return page.minted(session, token)
 
 
 @require_POST
