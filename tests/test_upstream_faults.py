@@ -1,4 +1,4 @@
-"""LiveAvatar misbehaving, end to end (issue 6 fault tests): slow, 5xx, 429.
+"""LiveAvatar misbehaving, end to end (issue 6 fault tests): slow, 5xx, 429; and answering well.
 
 A real Daphne process runs the site with an API key set (so not the emulator) and
 LIVEAVATAR_API_URL pointing at a small HTTP server on 127.0.0.1 that this test runs and tells how
@@ -24,11 +24,12 @@ SLOW_SECONDS = 3  # beyond the timeout, and bounded: the server thread ends on i
 
 
 class MisbehavingLiveAvatar:
-    """Answers every call as `behaviour` says: "slow", "5xx" or "429"; records the calls."""
+    """Answers every call as `behaviour` says: "slow", "5xx" or "429" (or "ok"); records the calls."""
 
     def __init__(self):
         self.behaviour = "5xx"
         self.calls: list[dict] = []
+        self.minted: list[str] = []  # LiveAvatar's session ids given out when "ok"
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +41,11 @@ class MisbehavingLiveAvatar:
                 upstream.calls.append({"path": self.path, "key": self.headers.get("X-API-KEY")})
                 # A careless upstream quotes the key back; the site must not pass it on.
                 quoted = f"request with key {self.headers.get('X-API-KEY')} refused"
-                if upstream.behaviour == "slow":
+                if upstream.behaviour == "ok":
+                    upstream.minted.append(f"la-session-{len(upstream.minted) + 1}")
+                    self._answer(200, {"code": 1000, "data": {"session_id": upstream.minted[-1],
+                                                              "session_token": "token"}})
+                elif upstream.behaviour == "slow":
                     time.sleep(SLOW_SECONDS)
                     self._answer(200, {"code": 1000, "data": {"session_id": "late", "session_token": "late"}})
                 elif upstream.behaviour == "429":
@@ -174,3 +179,17 @@ def test_a_liveavatar_429_says_busy_at_once(site, upstream, api_headers):
     assert api.status_code == 502 and api.json()["error"] == "liveavatar_failed"
     assert "rate_limited" in api.json()["message"] and len(upstream.calls) == 2
     assert_no_key(site, page, api)
+
+
+def test_a_page_over_a_working_liveavatar_leaves_its_session_stored_with_liveavatar_s_id(site, upstream):
+    upstream.behaviour = "ok"
+    page, _ = timed("GET", f"{site.url}/")
+    assert page.status_code == 200 and upstream.minted == ["la-session-1"]
+    # The row is written while LiveAvatar mints, LiveAvatar's id once the page has gone out.
+    deadline = time.monotonic() + 5
+    while not AvatarSession.objects.filter(liveavatar_session_id="la-session-1").exists():
+        assert time.monotonic() < deadline, "LiveAvatar's session id was never stored"
+        time.sleep(0.05)
+    session = AvatarSession.objects.get()
+    assert (session.status, session.created_via) == (SessionStatus.CREATED, "page")
+    assert f'"session_id": "{session.id}"' in page.text and '"liveavatar_session_id": "la-session-1"' in page.text
