@@ -99,7 +99,7 @@ def _insert(session: AvatarSession) -> None:
     session._state.adding, session._state.db = False, connection.alias
 
 
-async def _store(session: AvatarSession, inserting: asyncio.Future | None, changes: dict, save: bool = True) -> None:
+async def _save_outcome(session: AvatarSession, inserting: asyncio.Future | None, changes: dict, save: bool = True) -> None:
     """Apply LiveAvatar's outcome (`changes`) to the session and store it: by an UPDATE once the
     INSERT started in the wait has run (it stored the session as it was before), or with the INSERT
     when there was no wait. `save=False` leaves that UPDATE to the caller."""
@@ -154,10 +154,11 @@ async def mint_session(*, visitor_key: str, client_address: str = "", created_vi
         token = await liveavatar.get_client().create_token(config, on_sent=sent)
     except liveavatar.LiveAvatarError as error:
         logger.warning("Minting a LiveAvatar token failed: %s", error)
-        await _store(session, inserting, {"status": SessionStatus.FAILED, "error": error.visitor_message,
-                                          "ended_at": timezone.now()})
+        await _save_outcome(session, inserting, {"status": SessionStatus.FAILED, "error": error.visitor_message,
+                                                 "ended_at": timezone.now()})
         raise MintError(session, error) from error
-    await _store(session, inserting, {"liveavatar_session_id": token["session_id"]}, save=not defer_liveavatar_id)
+    await _save_outcome(session, inserting, {"liveavatar_session_id": token["session_id"]},
+                        save=not defer_liveavatar_id)
     return session, token["session_token"]
 
 
