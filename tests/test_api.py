@@ -170,7 +170,7 @@ def test_it_searches_transcripts(client, read_key):
 def test_it_rejects_bad_filters_with_422(client, read_key):
     # A bare number would pass as a Unix time in pydantic; the API documents ISO 8601 only.
     for query in ({"status": "dancing"}, {"created_after": "yesterday"}, {"created_before": "12556"},
-                  {"page": 0}, {"page_size": 1000}):
+                  {"page": 0}, {"page_size": 1000}, {"q": ["hours", "price"]}, {"page": ["1", "2"]}):
         response = client.get("/api/v1/sessions", query, **bearer(read_key))
         assert response.status_code == 422, query
         assert response.json()["error"] == "validation_error"

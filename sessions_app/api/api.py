@@ -13,6 +13,7 @@ from django.shortcuts import aget_object_or_404, get_object_or_404
 from ninja import NinjaAPI, Query, Status, Swagger
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.pagination import paginate
+from ninja.parser import Parser
 
 from .. import ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
@@ -28,12 +29,25 @@ ERROR_CODES = {
     502: "liveavatar_failed", 503: "server_busy", 504: "liveavatar_timeout",
 }
 
+class OneValueParser(Parser):
+    """A query parameter given twice (`?q=a&q=b`) is refused with 422 like any other value its schema
+    does not allow; ninja would silently take the last one."""
+
+    def parse_querydict(self, data, list_fields, request):
+        result = super().parse_querydict(data, list_fields, request)
+        for key in data:
+            if key not in list_fields and len(data.getlist(key)) > 1:
+                result[key] = data.getlist(key)
+        return result
+
+
 api = NinjaAPI(
     title="avatar_site API",
     version="1",
     description="Mint LiveAvatar sessions, forward their events and read what the site stored. "
                 "Authenticate with `Authorization: Bearer <API key>`.",
     urls_namespace="api",
+    parser=OneValueParser(),
     # Swagger UI from ninja's static files (no CDN); no validator badge, which would load from swagger.io.
     docs=Swagger(settings={"validatorUrl": None}),
 )
