@@ -77,6 +77,24 @@ async def fanout(server, forwarders, cookie, seconds) -> dict:
     }
 
 
+async def phase_fanout_alone(workdir, rounds: int) -> dict:
+    """Only the fan-out at 200 sessions, `rounds` times on one process (for tuning that path)."""
+    env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "fanout"))
+    servers.manage(env, "migrate", "--noinput", "-v0")
+    seeded = servers.seed(env, FANOUT_SESSIONS * rounds)
+    server = servers.Daphne(workdir, env, "fanout")
+    results = []
+    try:
+        for i in range(rounds):
+            forwarders = await open_forwarders(server, seeded["sessions"][i * FANOUT_SESSIONS:(i + 1) * FANOUT_SESSIONS])
+            results.append(await fanout(server, forwarders, seeded["staff_cookie"], FANOUT_SECONDS))
+            log(f"round {i + 1}: {results[-1]}")
+            await close_all(forwarders)
+    finally:
+        server.stop()
+    return {"rounds": results, "p99_ms": [r["p99_ms"] for r in results]}
+
+
 async def phase_single_process(workdir) -> dict:
     """Ingest vs echo, fan-out at 200 and 1,000 sessions, sessions held and memory: one Daphne, defaults."""
     env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "main"), BENCH_ECHO="true")
@@ -262,6 +280,13 @@ def main():
             workdir.remove()
         return
     only = os.environ.get("BENCH_ONLY")
+    if only == "fanout":  # the 200-session fan-out alone, BENCH_ROUNDS times (for tuning that path)
+        try:
+            print(json.dumps(asyncio.run(phase_fanout_alone(workdir, int(os.environ.get("BENCH_ROUNDS", "3")))),
+                             indent=2))
+        finally:
+            workdir.remove()
+        return
     if only == "scaleout":  # one phase alone, printed (for tuning the scale-out path)
         try:
             print(json.dumps(asyncio.run(phase_scaleout(workdir)), indent=2))

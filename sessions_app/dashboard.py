@@ -34,6 +34,9 @@ def _admin_url(pk) -> str:
     return _ADMIN_URL.replace("00000000-0000-0000-0000-000000000000", str(pk))
 
 
+METRICS = ("turn_count", "interruption_count", "median_latency_ms")  # what a live card shows of a session
+
+
 def session_dict(session: AvatarSession) -> dict:
     return {
         "id": str(session.id),

@@ -3,21 +3,27 @@
 One code path for the websocket, the sendBeacon endpoint and the REST API's batch endpoint:
 `parse_message` (raw text) or `validate_envelope` (parsed JSON), then `store_batch`.
 Batches are group-committed: a per-process writer stores every batch waiting (from any number of
-sessions) with two statements (`_store`), and each is acknowledged only once stored. Transcripts are rebuilt right after, off the ack path and incrementally (from the last
-quiet point of the fold), and the live feed gets one message per round. Duplicates (same seq, or same source + event_id) are acknowledged, not stored twice.
+sessions) in one round of statements (`_store`), and each is acknowledged only once stored.
+Duplicates (same seq, or same source + event_id) are acknowledged, not stored twice. Transcripts
+are rebuilt incrementally (from the last quiet point of the fold) after the ack: right after it
+when idle, and under load on a thread of their own, so that stores never wait for them. The live
+feed gets one message per round.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -133,12 +139,21 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
 # Group commit: one writer per event loop (Daphne has one; pytest-asyncio makes one per test).
 FLUSH_MAX_EVENTS = 1000  # events stored in one round, at most (whole batches: one may exceed it)
 REBUILD_INTERVAL = 0.5  # seconds: under load the transcripts are rebuilt together at most this often
-REBUILD_CHUNK = 16  # under sustained load, sessions rebuilt in one round at most
+REBUILD_CHUNK = 16  # under sustained load, sessions rebuilt together at most
 BUSY_WINDOW, BUSY_SESSIONS = 0.25, 8  # load: batches from this many sessions within this many seconds
 # Seconds: under load the live feed is broadcast at most this often (one group_send): the setting
-# INGEST_FEED_PERIOD (longer on Redis, where a send costs round trips on every process), else this.
-FEED_PERIOD = 0.01
+# INGEST_FEED_PERIOD on Redis, where a send costs a round trip on every process. In memory a send
+# costs little: the frames of the rounds stored while one is sent go out together in the next.
+FEED_PERIOD = 0.0
 RETRY_AFTER = 1.0  # seconds before a failed transcript rebuild is tried again
+
+# SQLite has one write lock per database file, and a connection that finds it taken sleeps before
+# trying again (1, 2, 5 ms...). The stores and the rebuilds on the other thread take turns here instead.
+_sqlite_writes = threading.Lock()
+
+
+def _writing():
+    return _sqlite_writes if connection.vendor == "sqlite" else contextlib.nullcontext()
 
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
 
@@ -160,8 +175,13 @@ class _Batch:
 
 class _Writer:
     """Stores every waiting batch together (one round) as soon as the previous round has stored its own,
-    resolves the batches' futures (the acks), then rebuilds the transcripts those events changed
+    resolves the batches' futures (the acks), then has the transcripts those events changed rebuilt
     and sends the live feed one message for it all.
+
+    Idle, the round rebuilds them itself, on the database thread, before that thread takes anything
+    else: whoever got an ack and reads next sees the transcript. Under load they are rebuilt on a
+    thread of their own (the rebuilder, with its own database connection), one rebuild at a time,
+    while the rounds go on storing: the transcripts follow a moment later.
 
     The task runs while there is work and ends when idle; `store` starts it again.
     """
@@ -178,6 +198,9 @@ class _Writer:
         self.next_rebuild_at = 0.0  # under load, loop time of the next rebuild of every dirty transcript
         self.arrivals: dict = {}  # session id → loop time of its last batch
         self.inflight: dict = {}  # what the database thread is rebuilding (session id → lowest seq)
+        self.rebuilder: ThreadPoolExecutor | None = None  # the thread rebuilding under load
+        self.rebuilding: asyncio.Future | None = None  # its rebuild, until collected
+        self.background: dict = {}  # what it is rebuilding (session id → lowest seq)
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
 
@@ -192,9 +215,10 @@ class _Writer:
 
     async def run(self) -> None:
         try:
-            while self.pending or self.dirty:
+            while self.pending or self.dirty or self.rebuilding:
                 messages: list[dict] = []
                 sessions: dict = {}
+                self.collect(messages)
                 batches = self.take()
                 # Sessions these batches give new transcript events to (stored in this round, below).
                 fresh: dict = {}
@@ -204,21 +228,19 @@ class _Writer:
                             seq = item["seq"]
                             if seq < fresh.get(batch.session_id, seq + 1):
                                 fresh[batch.session_id] = seq
-                now = self.loop.time()
-                held = self.busy(now) and now < self.next_rebuild_at
-                if not batches and (held or not any(self.retry_at.get(sid, 0) <= now for sid in self.dirty)):
-                    # Only transcripts held back (load, a failed rebuild) are left: wait for their time or new events.
+                delay = None if batches else self.rebuild_delay(self.loop.time())
+                if delay != 0 and not batches:
+                    # Only transcripts held back (load, a failed rebuild, the rebuilder busy) are left:
+                    # wait for their time, new events or the rebuilder.
+                    self.feed(messages)
                     self.wake.clear()
-                    delay = max(0.0, min(max(self.retry_at.get(sid, 0), self.next_rebuild_at if held else 0)
-                                         for sid in self.dirty) - now)
                     try:
                         await asyncio.wait_for(self.wake.wait(), delay)
                     except TimeoutError:
                         pass
                     continue
                 await self.round(batches, fresh, messages, sessions)
-                if messages:
-                    self.feed(messages)
+                self.feed(messages)
         except BaseException as exc:
             for batch in self.pending:
                 if not batch.future.done():
@@ -228,17 +250,56 @@ class _Writer:
             if not isinstance(exc, Exception):
                 raise
             log.exception("ingest writer failed")
+        finally:
+            if self.rebuilder is not None and self.rebuilding is None:
+                # Idle: let the rebuilder's thread go, closing its database connection in it.
+                self.rebuilder.submit(connections.close_all)
+                self.rebuilder.shutdown(wait=False)
+                self.rebuilder = None
+
+    def rebuild_delay(self, now: float) -> float | None:
+        """Seconds until a held-back transcript may be rebuilt (0: now), or None: not before something
+        happens (new events, the rebuilder done)."""
+        waiting = [sid for sid in self.dirty if sid not in self.background]
+        busy = self.busy(now)
+        if not waiting or (busy and self.rebuilding):
+            return None
+        held = busy and now < self.next_rebuild_at
+        return max(0.0, min(max(self.retry_at.get(sid, 0), self.next_rebuild_at if held else 0)
+                            for sid in waiting) - now)
+
+    def rebuild_in_background(self, lowest: dict) -> None:
+        """Have the rebuilder rebuild `lowest` (session id → lowest seq); `collect` takes the outcome."""
+        if self.rebuilder is None:
+            self.rebuilder = ThreadPoolExecutor(1, thread_name_prefix="transcripts")
+        self.background = lowest
+        self.rebuilding = self.loop.run_in_executor(self.rebuilder, _rebuild_in_thread, lowest)
+        self.rebuilding.add_done_callback(lambda _: self.wake.set())
+
+    def collect(self, messages: list[dict]) -> None:
+        """The rebuilder's outcome, once done: its frames into `messages`, or its sessions dirty again."""
+        if self.rebuilding is None or not self.rebuilding.done():
+            return
+        lowest, done, self.background, self.rebuilding = self.background, self.rebuilding, {}, None
+        try:
+            rebuilt = done.result()
+        except DatabaseError as exc:
+            log.warning("transcript rebuild of %d sessions failed: %s", len(lowest), exc)
+            self._redirty(lowest)
+            return
+        messages.extend(_rebuilt_frames(rebuilt, {}))
 
     def feed(self, messages: list[dict]) -> None:
         """Queue a round's feed frames (built now, so each shows its round's session state) for the sender."""
+        if not messages:
+            return
         self.outbox.extend(dashboard.feed_frames(messages))
         if self.sender is None or self.sender.done():
             self.sender = self.loop.create_task(self.send_feed(), context=background.detached_context())
 
     async def send_feed(self) -> None:
-        """Broadcast the outbox in order: at once when idle; under load at most every FEED_PERIOD, so the
-        frames of several rounds share one group_send (on Redis a handful of round trips each, and as
-        many on every receiving process)."""
+        """Broadcast the outbox in order: at once when idle; under load at most every FEED_PERIOD (on
+        Redis), so that the frames of several rounds share one group_send."""
         while self.outbox:
             wait = self.last_send_at + getattr(settings, "INGEST_FEED_PERIOD", FEED_PERIOD) - self.loop.time()
             if wait > 0 and self.busy(self.loop.time()):
@@ -272,12 +333,12 @@ class _Writer:
             if seq < self.dirty.get(sid, seq + 1):
                 self.dirty[sid] = seq
         # A session whose rebuild failed waits RETRY_AFTER; under load, all wait for the next rebuild time.
-        if busy and now < self.next_rebuild_at:
+        if busy and (self.rebuilding or now < self.next_rebuild_at):
             return {}
-        due = [sid for sid in self.dirty if self.retry_at.get(sid, 0) <= now]
+        due = [sid for sid in self.dirty if self.retry_at.get(sid, 0) <= now and sid not in self.background]
         if busy and now - self.last_rebuild_at < 2 * REBUILD_INTERVAL and len(due) > REBUILD_CHUNK:
-            # Sustained load: a few a round, the longest waiting first, the rest in the next rounds, so
-            # the stores (and acks, and the feed) in between never wait for hundreds of rebuilds.
+            # Sustained load: a few at a time, the longest waiting first, the rest in the next rebuilds:
+            # each rebuild's writes are short, and the transcripts follow their events closely.
             # (A burst after a quiet spell is rebuilt in one go.)
             due = due[:REBUILD_CHUNK]
         elif busy:
@@ -289,13 +350,14 @@ class _Writer:
         return {sid: self.dirty.pop(sid) for sid in due}
 
     async def round(self, batches: list[_Batch], fresh: dict, messages: list[dict], sessions: dict) -> None:
-        """Store `batches` (acked as soon as they are committed), then rebuild the transcripts
-        that are due: one call to the database thread.
+        """Store `batches` (acked as soon as they are committed), then have the transcripts that are
+        due rebuilt: one call to the database thread.
 
         Whether the process is busy is judged there, after the commit: batches that arrived meanwhile
-        mean load (sessions rebuilt lately wait their interval); none means idle (every transcript is
-        brought up to date before the database thread takes anything else, so whoever got an ack and
-        reads next sees it). While `work` runs the writer task waits for it: only `pending` changes."""
+        mean load (the due transcripts go to the rebuilder, sessions rebuilt lately wait their
+        interval); none means idle (every transcript is brought up to date there, before the database
+        thread takes anything else, so whoever got an ack and reads next sees it). While `work` runs
+        the writer task waits for it: only `pending` changes."""
         loop = self.loop
         loaded = self.busy(loop.time())
 
@@ -308,23 +370,25 @@ class _Writer:
             stored, rebuilt, rebuild_failure = None, None, None
             if batches:
                 try:
-                    stored = _store([(b.session_id, b.items) for b in batches])
+                    with _writing():
+                        stored = _store([(b.session_id, b.items) for b in batches])
                 except DatabaseError as exc:
-                    return None, exc, {}, None, None
+                    return None, exc, {}, False, None, None
                 loop.call_soon_threadsafe(committed)
             # `pending` may grow meanwhile (a benign read); `arrivals` is the loop's, judged before.
             busy = loaded or bool(self.pending)
-            lowest = self.inflight = self.due(now=loop.time(), busy=busy, fresh=fresh)
-            if lowest:
+            lowest = self.due(now=loop.time(), busy=busy, fresh=fresh)
+            if lowest and not busy:
+                self.inflight = lowest
                 try:
-                    rebuilt = transcript_rows.rebuild(lowest)
+                    rebuilt = transcript_rows.rebuild(lowest, _writing)
                 except DatabaseError as exc:
                     rebuild_failure = exc
-            self.inflight = {}
-            return stored, None, lowest, rebuilt, rebuild_failure
+                self.inflight = {}
+            return stored, None, lowest, busy, rebuilt, rebuild_failure
 
         try:
-            stored, failure, lowest, rebuilt, rebuild_failure = await database_sync_to_async(work)()
+            stored, failure, lowest, busy, rebuilt, rebuild_failure = await database_sync_to_async(work)()
         except BaseException:
             self.pending = [b for b in batches if not b.future.done()] + self.pending
             self._redirty(self.inflight)
@@ -346,15 +410,13 @@ class _Writer:
                 sessions[batch.session_id] = session
                 # One frame per stored batch, as the feed has always had.
                 messages.append({"type": "session", "session": session})
-        if rebuild_failure is not None:
+        if lowest and busy:
+            self.rebuild_in_background(lowest)
+        elif rebuild_failure is not None:
             log.warning("transcript rebuild of %d sessions failed: %s", len(lowest), rebuild_failure)
             self._redirty(lowest)
-            return
-        for sid, (session, entries) in (rebuilt or {}).items():
-            if sid in sessions:  # the frames of this round show the metrics just computed
-                for name in transcript_rows.METRIC_FIELDS:
-                    setattr(sessions[sid], name, getattr(session, name))
-            messages.extend({"type": "transcript", "session_id": str(sid), "entry": entry} for entry in entries)
+        elif rebuilt:
+            messages.extend(_rebuilt_frames(rebuilt, sessions))
 
     def _redirty(self, lowest: dict) -> None:
         """A rebuild that did not happen: try those sessions again a little later."""
@@ -362,6 +424,30 @@ class _Writer:
         for sid, seq in lowest.items():
             self.dirty[sid] = min(seq, self.dirty.get(sid, seq))
             self.retry_at[sid] = retry
+
+
+def _rebuild_in_thread(lowest: dict) -> dict:
+    """transcript_rows.rebuild on the rebuilder's thread, with Django's checks of its connection."""
+    close_old_connections()
+    try:
+        return transcript_rows.rebuild(lowest, _writing)
+    finally:
+        close_old_connections()
+
+
+def _rebuilt_frames(rebuilt: dict, sessions: dict) -> list[dict]:
+    """Feed frames of a rebuild (session id → (session, changed entry dicts)). A session with a frame
+    in `sessions` (stored in the same round) shows its new metrics there; the others get a metrics frame."""
+    frames = []
+    for sid, (session, entries) in rebuilt.items():
+        metrics = {name: getattr(session, name) for name in dashboard.METRICS}
+        if sid in sessions:
+            for name, value in metrics.items():
+                setattr(sessions[sid], name, value)
+        else:
+            frames.append({"type": "metrics", "session_id": str(sid), **metrics})
+        frames.extend({"type": "transcript", "session_id": str(sid), "entry": entry} for entry in entries)
+    return frames
 
 
 LIFECYCLE_FIELDS = ["status", "started_at", "ended_at", "end_reason", "error"]

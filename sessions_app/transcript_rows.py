@@ -5,11 +5,10 @@ changed and keeps the sessions' metrics and checkpoints. The ingest writer calls
 round; reconciliation calls `write_entries`.
 """
 
+import contextlib
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 
 from . import dashboard, transcript
 from .models import AvatarSession, SessionEvent, TranscriptEntry, TranscriptOrigin
@@ -23,115 +22,205 @@ METRIC_FIELDS = ("turn_count", "interruption_count", "median_latency_ms", "avata
 CHECKPOINT_FIELDS = ("transcript_seq", "transcript_position")
 
 
-def rebuild(lowest: dict) -> dict:
-    """Rebuild the transcripts of many sessions from their checkpoints, in one transaction.
+def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
+    """Rebuild the transcripts of many sessions from their checkpoints.
 
     `lowest`: session id → the lowest transcript seq stored since its last rebuild (a late event
     before the checkpoint means a build from the first event). Returns session id → (session,
     entry dicts created or changed). A handful of queries whatever the number of sessions.
+
+    The events are read and folded outside any transaction, so that events go on being stored
+    meanwhile (by another thread or process). Only the writes take a transaction, a short one,
+    entered under `writing()` (the caller's turn at SQLite's one write lock). In it, with the
+    sessions' rows locked, each plan is checked against what is stored now: a session whose
+    checkpoint or entries after it changed in between (reconciliation, another process's rebuild)
+    is planned again there.
     """
-    result = {}
-    with transaction.atomic():
-        ids = sorted(lowest, key=str)
-        sessions = AvatarSession.objects.select_for_update().only(
-            "id", *METRIC_FIELDS, *CHECKPOINT_FIELDS).in_bulk(ids)
-        late = [sid for sid, session in sessions.items() if session.transcript_seq and lowest[sid] <= session.transcript_seq]
-        todo = list(sessions)
-        for attempt in range(2):
-            if late:
-                AvatarSession.objects.filter(pk__in=late).update(transcript_seq=0, transcript_position=0)
-                for sid in late:
-                    sessions[sid].transcript_seq = sessions[sid].transcript_position = 0
-            late = _rebuild_from_checkpoints([sessions[sid] for sid in todo], result)
-            todo = late
-            if not late:
-                break
-        if late:  # cannot happen: a build from the first event has no floor
-            raise RuntimeError(f"transcript rebuild did not settle for {late}")
-        _update_rows([sessions[sid] for sid in result], [*METRIC_FIELDS, *CHECKPOINT_FIELDS])
-    return {sid: (sessions[sid], entries) for sid, entries in result.items()}
+    ids = sorted(lowest, key=str)
+    plans = _plan(_sessions(ids), lowest)
+    with writing(), transaction.atomic():
+        sessions = _sessions(ids, lock=True)  # a session deleted meanwhile is left out
+        current = _entries_after({sid: plans[sid].start for sid in sessions})
+        stale = {sid: session for sid, session in sessions.items()
+                 if plans[sid].basis != (_checkpoint(session), current[sid])}
+        plans = {**{sid: plans[sid] for sid in sessions}, **_plan(stale, lowest)}
+        _apply(plans.values())
+        _update_rows([plan.session for plan in plans.values()], [*METRIC_FIELDS, *CHECKPOINT_FIELDS])
+    for sid, plan in plans.items():
+        if plan.kept is not None:
+            _before_checkpoint[sid] = plan.kept
+    return {sid: (plan.session, plan.changed) for sid, plan in plans.items()}
+
+
+def _sessions(ids: list, lock: bool = False) -> dict:
+    query = AvatarSession.objects.select_for_update() if lock else AvatarSession.objects
+    return query.only("id", *METRIC_FIELDS, *CHECKPOINT_FIELDS).in_bulk(ids)
+
+
+def _checkpoint(session: AvatarSession) -> tuple[int, int]:
+    return session.transcript_seq, session.transcript_position
+
+
+# Sessions per statement where each session has its own bound: SQLite parses the ORs into a tree
+# it allows 1,000 levels deep.
+BOUNDS_PER_QUERY = 100
+
+
+def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dict, extra=("", ())) -> list[tuple]:
+    """Rows of `model` whose `ordered_by` is `op` (">" or "<=") their session's bound (session id →
+    bound), as tuples of `fields` converted as the ORM converts them, in session and `ordered_by`
+    order; `extra`: one more condition (SQL, params). Each session is a range of the unique
+    (session, seq or position) index. Plain SQL: the ORM took 1.4 ms to build such a query for
+    16 sessions, the database 0.04 ms to run it."""
+    meta, ops = model._meta, connection.ops
+    columns = [meta.get_field(name) for name in fields]
+    key = ops.quote_name(meta.get_field("session").column)
+    bounded = ops.quote_name(meta.get_field(ordered_by).column)
+    converters = []
+    for field in columns:
+        col = field.get_col(meta.db_table)
+        converters.append((col, [*ops.get_db_converters(col), *field.get_db_converters(connection)]))
+    prep = meta.get_field("session").get_db_prep_value
+    ids, rows = list(bounds), []
+    with connection.cursor() as cursor:
+        for i in range(0, len(ids), BOUNDS_PER_QUERY):
+            chunk = ids[i:i + BOUNDS_PER_QUERY]
+            cursor.execute("SELECT {} FROM {} WHERE ({}){} ORDER BY {}, {}".format(
+                ", ".join(ops.quote_name(field.column) for field in columns), ops.quote_name(meta.db_table),
+                " OR ".join([f"({key} = %s AND {bounded} {op} %s)"] * len(chunk)), extra[0], key, bounded),
+                [p for sid in chunk for p in (prep(sid, connection), bounds[sid])] + list(extra[1]))
+            rows += cursor.fetchall()
+    converted = []
+    for row in rows:
+        values = list(row)
+        for i, (col, convs) in enumerate(converters):
+            for conv in convs:
+                values[i] = conv(values[i], col, connection)
+        converted.append(tuple(values))
+    return converted
+
+
+def _entries_after(positions: dict) -> dict:
+    """Session id → its entries after the position given, as (pk, position, *ENTRY_FIELDS) tuples."""
+    after: dict = {sid: [] for sid in positions}
+    for sid, *row in _per_session(TranscriptEntry, ["session", "id", "position", *ENTRY_FIELDS], "position", ">",
+                                  positions):
+        after[sid].append(tuple(row))
+    return after
 
 
 _before_checkpoint: dict = {}  # session id → ((transcript_seq, transcript_position), metric dicts of those entries)
 
 
-def _rebuild_from_checkpoints(sessions: list[AvatarSession], result: dict) -> list:
-    """One pass over `sessions`: fold the events after each checkpoint, write the entries after it.
+class _Plan:
+    """What a rebuild of one session writes, made from `basis`: its checkpoint and the entries after
+    `start` as they were read."""
 
-    Fills result (session id → changed entry dicts) and sets the sessions' metrics and checkpoints
-    (unsaved); returns the ids of sessions that need a build from the first event instead.
+    def __init__(self, session: AvatarSession, start: int, basis: tuple):
+        self.session, self.start, self.basis = session, start, basis
+        self.full = False  # reconciliation's utterances among ours: rebuilt from every event, in `apply`
+        self.created, self.updated, self.deleted = [], [], []
+        self.changed: list[dict] = []  # entry dicts of the rows created or changed, for the live feed
+        self.kept = None  # (checkpoint, metric dicts of the entries before it), for _before_checkpoint
+
+
+def _apply(plans) -> None:
+    """Write the plans' entries, all sessions' together (in the transaction that checked their basis)."""
+    deleted, updated, created = [], [], []
+    for plan in plans:
+        if plan.full:
+            plan.changed = [dashboard.entry_dict(row) for row in _rebuild_transcript(plan.session)]
+            continue
+        deleted += plan.deleted
+        updated += plan.updated
+        created += plan.created
+    if deleted:  # a queued reply an interrupt cancelled
+        TranscriptEntry.objects.filter(pk__in=deleted).delete()
+    _update_rows(updated, ENTRY_FIELDS)
+    TranscriptEntry.objects.bulk_create(created)
+
+
+def _plan(sessions: dict, lowest: dict) -> dict:
+    """Session id → _Plan, for `sessions` (id → session, checkpoint as stored; set to the plan's)."""
+    plans: dict = {}
+    starts = {sid: (0, 0) if session.transcript_seq and lowest[sid] <= session.transcript_seq
+              else _checkpoint(session) for sid, session in sessions.items()}
+    for attempt in range(2):
+        late = _plan_from(sessions, starts, plans)
+        if not late:
+            return plans
+        starts = {sid: (0, 0) for sid in late}
+    raise RuntimeError(f"transcript rebuild did not settle for {late}")  # a build from the first event has no floor
+
+
+def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
+    """Plan the sessions of `starts` (session id → the (seq, position) to build after) into `plans`.
+
+    Sets the sessions' metrics and checkpoints (unsaved); returns the ids of sessions that need
+    a build from the first event instead.
     """
-    ids = [s.pk for s in sessions]
-    by_id = {s.pk: s for s in sessions}
-    events: dict = {sid: [] for sid in ids}
-    for sid, seq, source, payload, at in SessionEvent.objects.filter(
-            session_id__in=ids, event_type__in=transcript.TRANSCRIPT_EVENTS, seq__gt=F("session__transcript_seq")
-    ).order_by("session_id", "seq").values_list("session_id", "seq", "source", "payload",
-                                                 Coalesce("client_ts", "received_at")):
-        events[sid].append({"seq": seq, "source": source, "event": payload, "ts": _ms(at)})
+    events: dict = {sid: [] for sid in starts}
+    kinds = sorted(transcript.TRANSCRIPT_EVENTS)
+    for sid, seq, source, payload, client_ts, received_at in _per_session(
+            SessionEvent, ["session", "seq", "source", "payload", "client_ts", "received_at"], "seq", ">",
+            {sid: seq for sid, (seq, _) in starts.items()},
+            (" AND {} IN ({})".format(connection.ops.quote_name(SessionEvent._meta.get_field("event_type").column),
+                                      ", ".join(["%s"] * len(kinds))), kinds)):
+        events[sid].append({"seq": seq, "source": source, "event": payload, "ts": _ms(client_ts or received_at)})
     # The entries up to each checkpoint never change: their metric columns are kept from the last
     # build (keyed by the checkpoint, so a checkpoint another process moved reads them again).
     before: dict = {}
-    for sid in ids:
+    for sid, start in starts.items():
         cached = _before_checkpoint.get(sid)
-        if cached and cached[0] == (by_id[sid].transcript_seq, by_id[sid].transcript_position):
-            before[sid] = list(cached[1])
-    missing = [sid for sid in ids if sid not in before]
-    for sid in missing:
-        before[sid] = []
-    if missing:
-        for sid, speaker, interrupted, latency, started, ended in TranscriptEntry.objects.filter(
-                session_id__in=missing, position__lte=F("session__transcript_position")).order_by(
-                "position").values_list("session_id", "speaker", "interrupted", "latency_ms", "started_at", "ended_at"):
-            before[sid].append({"speaker": speaker, "interrupted": interrupted, "latency_ms": latency,
-                                "started_at": started, "ended_at": ended})
-    after: dict = {sid: {} for sid in ids}
-    for pk, sid, position, *values in TranscriptEntry.objects.filter(
-            session_id__in=ids, position__gt=F("session__transcript_position")).values_list(
-            "pk", "session_id", "position", *ENTRY_FIELDS):
-        after[sid][position] = TranscriptEntry(pk=pk, session_id=sid, position=position, **dict(zip(ENTRY_FIELDS, values)))
-    if len(_before_checkpoint) > 20000:
-        _before_checkpoint.clear()
-    created, updated, deleted, late = [], [], [], []
-    for sid in ids:
-        session = by_id[sid]
-        if any(row.origin != TranscriptOrigin.BROWSER for row in after[sid].values()):
+        before[sid] = list(cached[1]) if cached and cached[0] == start else []
+    missing = {sid: position for sid, (_, position) in starts.items()
+               if position and not before[sid]}
+    metric_columns = ["speaker", "interrupted", "latency_ms", "started_at", "ended_at"]
+    for sid, *values in _per_session(TranscriptEntry, ["session", *metric_columns], "position", "<=", missing):
+        before[sid].append(dict(zip(metric_columns, values)))
+    after = _entries_after({sid: position for sid, (_, position) in starts.items()})
+    late = []
+    for sid, (_, position) in starts.items():
+        session = sessions[sid]
+        plan = _Plan(session, position, (_checkpoint(session), after[sid]))
+        rows = {row[1]: TranscriptEntry(pk=row[0], session_id=sid, position=row[1], **dict(zip(ENTRY_FIELDS, row[2:])))
+                for row in after[sid]}
+        if any(row.origin != TranscriptOrigin.BROWSER for row in rows.values()):
             # Reconciliation placed LiveAvatar's utterances among ours (it resets the checkpoint to 0).
-            result[sid] = [dashboard.entry_dict(row) for row in _rebuild_transcript(session)]
+            plan.full = True
+            plans[sid] = plan
             continue
         floor = _ms(before[sid][-1]["started_at"]) if before[sid] and before[sid][-1]["started_at"] else None
-        built = transcript.build_after(events[sid], session.transcript_position, floor)
+        built = transcript.build_after(events[sid], position, floor)
         if built is None:
             late.append(sid)
             continue
         entries, checkpoint = built
-        rows, changed = after[sid], []
         for entry in entries:
             values = {**entry, "started_at": _at(entry["started_at"]), "ended_at": _at(entry["ended_at"]),
                       "origin": TranscriptOrigin.BROWSER}
             row = rows.pop(entry["position"], None)
             if row is None:
                 row = TranscriptEntry(session_id=sid, position=entry["position"], **{f: values[f] for f in ENTRY_FIELDS})
-                created.append(row)
-                changed.append(row)
+                plan.created.append(row)
             elif any(getattr(row, f) != values[f] for f in ENTRY_FIELDS):
                 for f in ENTRY_FIELDS:
                     setattr(row, f, values[f])
-                updated.append(row)
-                changed.append(row)
+                plan.updated.append(row)
+            else:
+                row = None
+            if row is not None:
+                plan.changed.append(dashboard.entry_dict(row))
             before[sid].append(values)
-        deleted += [row.pk for row in rows.values()]  # a queued reply an interrupt cancelled
+        plan.deleted = [row.pk for row in rows.values()]
         for name, value in transcript.metrics(before[sid]).items():
             setattr(session, name, value)
-        if checkpoint:
-            session.transcript_seq, session.transcript_position = checkpoint
+        session.transcript_seq, session.transcript_position = checkpoint or starts[sid]
         kept = session.transcript_position
-        _before_checkpoint[sid] = ((session.transcript_seq, kept), before[sid][:kept])
-        result[sid] = [dashboard.entry_dict(row) for row in changed]
-    if deleted:
-        TranscriptEntry.objects.filter(pk__in=deleted).delete()
-    _update_rows(updated, ENTRY_FIELDS)
-    TranscriptEntry.objects.bulk_create(created)
+        plan.kept = ((session.transcript_seq, kept), before[sid][:kept])
+        plans[sid] = plan
+    if len(_before_checkpoint) > 20000:
+        _before_checkpoint.clear()
     return late
 
 

@@ -100,7 +100,9 @@ async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
     await socket.disconnect()
 
 
-async def test_a_burst_from_many_sessions_reaches_the_feed_in_one_channel_message(monkeypatch):
+async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messages(monkeypatch):
+    """A burst is load: its batches go out as stored, its transcripts (and the new metrics) once
+    the rebuilder has built them."""
     from channels.layers import get_channel_layer
 
     staff = await User.objects.acreate(username="staff", is_staff=True)
@@ -119,7 +121,9 @@ async def test_a_burst_from_many_sessions_reaches_the_feed_in_one_channel_messag
     frames = []
     while not await socket.receive_nothing(timeout=0.2):
         frames.append(await socket.receive_json_from())
-    assert sent == [dashboard.GROUP]
+    assert sent == [dashboard.GROUP] * 2
     assert sorted(f["session"]["id"] for f in frames if f["type"] == "session") == sorted(str(s.id) for s in sessions)
     assert {f["session_id"] for f in frames if f["type"] == "transcript"} == {str(s.id) for s in sessions}
+    assert {f["session_id"]: f["turn_count"] for f in frames if f["type"] == "metrics"} == {
+        str(s.id): 1 for s in sessions}
     await socket.disconnect()

@@ -1,12 +1,18 @@
 """The dashboard in a real browser against a real Daphne: staff watch a visitor's conversation appear live
 while it happens in a second browser context; others are refused."""
 
+import contextlib
+import json
 import re
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
+from websockets.sync.client import connect
 
+from sessions_app import credentials
+from sessions_app.models import AvatarSession, SessionStatus
 from tests.conftest import FAKE_MIC, GRANT_MIC
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +73,29 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     expect(card).to_have_class(re.compile(r"\bover\b"))
     expect(lines).to_have_count(4)
     assert errors == []
+
+
+def test_under_load_each_card_counts_what_its_transcript_shows(daphne_server, browser):
+    """Ten conversations forwarded at once are load: their transcripts are built after their events'
+    frames went out (on the rebuilder), and each card's counts follow."""
+    User.objects.create_user("staff", password="pass-word-42", is_staff=True)
+    sessions = [AvatarSession.objects.create(status=SessionStatus.ACTIVE) for _ in range(10)]
+    staff = browser.new_context().new_page()
+    log_in(staff, daphne_server, "staff")
+    expect(staff.locator("#feed-status")).to_have_text("live")
+    conversation = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(
+            f"{daphne_server.ws_url}/ws/sessions/{s.id}/events/?credential={credentials.mint(s.id)}",
+            origin=daphne_server.url)) for s in sessions]
+        for socket in sockets:  # the greeting and the visitor's question, all at once
+            socket.send(json.dumps({"type": "events", "events": conversation[2:19]}))
+        for socket in sockets:
+            assert json.loads(socket.recv(timeout=5))["type"] == "ack"
+    for session in sessions:
+        card = staff.locator(f"#session-{session.id}")
+        expect(card.locator(".transcript li")).to_have_count(2)
+        expect(card.locator(".meta")).to_have_text(re.compile(r"^2 utterances · "))
 
 
 def test_non_staff_are_refused(daphne_server, browser):

@@ -1,7 +1,9 @@
 """The forwarding websocket and the beacon endpoint: who may send, what is stored, what is answered."""
 
 import asyncio
+import contextlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from avatar_site.asgi import application
-from sessions_app import consumers, credentials, ingest, transcript, transcript_rows
+from sessions_app import consumers, credentials, ingest, lifecycle, transcript, transcript_rows
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -264,11 +266,16 @@ async def test_a_burst_from_50_sessions_costs_a_handful_of_queries_in_all(monkey
     results = await asyncio.gather(*(ingest.store_batch(s, turn) for s in sessions))
     assert all(r.acked == [i["seq"] for i in turn] for r in results)
     assert await SessionEvent.objects.acount() == 50 * len(turn)
-    texts = [(e.session_id, e.text) async for e in TranscriptEntry.objects.order_by("session_id", "position")]
-    assert texts == [(s.pk, t) for s in sorted(sessions, key=lambda s: s.pk)
-                     for t in ("Hello! I'm Wayne. How can I help you today?", "What are your hours?")]
+    # A burst is load: the transcripts are built on the rebuilder's thread, a moment after the acks.
+    expected = [(s.pk, t) for s in sorted(sessions, key=lambda s: s.pk)
+                for t in ("Hello! I'm Wayne. How can I help you today?", "What are your hours?")]
+    deadline = time.monotonic() + 5
+    while (texts := [(e.session_id, e.text) async for e in TranscriptEntry.objects.order_by(
+            "session_id", "position")]) != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert texts == expected
     # One transaction stored all 850 events (4 statements), one more built all 50 transcripts.
-    assert len(queries) <= 16, queries
+    assert len(queries) <= 16, "\n".join(q[:90] for q in queries)
 
 
 async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing(monkeypatch):
@@ -339,3 +346,46 @@ async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_l
     got = [(e.speaker, e.text, e.interrupted, e.from_chunks)
            async for e in TranscriptEntry.objects.filter(session=other).order_by("position")]
     assert got == expected
+
+
+def entries_of(session) -> list[tuple]:
+    return list(TranscriptEntry.objects.filter(session=session).order_by("position").values_list(
+        "position", "speaker", "text", "origin"))
+
+
+@pytest.mark.parametrize("events", [CONVERSATION, CONVERSATION[:11]], ids=["checkpoint moves", "mid-turn, no checkpoint"])
+async def test_a_transcript_another_rebuild_wrote_between_reading_and_writing_is_planned_again(events):
+    """A rebuild reads and folds outside any transaction; another process may rebuild the same session
+    before it writes. It then plans again from what is stored: no entry written twice, none lost."""
+    session = await make_session()
+    await database_sync_to_async(ingest._store)([(session.pk, events)])
+    lowest = {session.pk: events[0]["seq"]}
+
+    @contextlib.contextmanager
+    def another_rebuild_meanwhile():
+        transcript_rows.rebuild(lowest)
+        yield
+
+    rebuilt = await database_sync_to_async(transcript_rows.rebuild)(lowest, another_rebuild_meanwhile)
+    expected = [(i, e["speaker"], e["text"], "browser") for i, e in enumerate(transcript.build(events), start=1)]
+    assert expected and await database_sync_to_async(entries_of)(session) == expected
+    assert rebuilt[session.pk][1] == []  # the other one wrote them all: nothing changed here
+
+
+async def test_utterances_reconciliation_adds_between_reading_and_writing_are_kept():
+    session = await make_session()
+    first, rest = CONVERSATION[:19], CONVERSATION[19:]  # up to the user's question, then the rest
+    await ingest.store_batch(session, first)
+    await database_sync_to_async(ingest._store)([(session.pk, rest)])
+    heard = {"role": "user", "transcript": "Can I bring my dog?", "absolute_timestamp": None}
+
+    @contextlib.contextmanager
+    def reconciliation_meanwhile():
+        assert lifecycle._add_missing(session.pk, [heard])[0] == 1
+        yield
+
+    await database_sync_to_async(transcript_rows.rebuild)({session.pk: rest[0]["seq"]}, reconciliation_meanwhile)
+    texts = [(speaker, text, origin) for _, speaker, text, origin in await database_sync_to_async(entries_of)(session)]
+    browser = [(e["speaker"], e["text"], "browser") for e in transcript.build(CONVERSATION)]
+    assert ("user", "Can I bring my dog?", "liveavatar") in texts
+    assert [t for t in texts if t[2] == "browser"] == browser

@@ -92,11 +92,15 @@ function card(session) {
     live.prepend(node);
   }
   node.querySelector(".status").textContent = session.end_reason ? `${session.status} (${session.end_reason})` : session.status;
-  node.querySelector(".meta").textContent =
-    `${session.turn_count} utterances · median latency ${ms(session.median_latency_ms)} · ${session.interruption_count} interruptions`;
+  meta(node, session);
   node.classList.toggle("over", !LIVE.has(session.status));
   document.getElementById("live-empty").hidden = live.children.length > 0;
   return node;
+}
+
+function meta(node, metrics) {
+  node.querySelector(".meta").textContent =
+    `${metrics.turn_count} utterances · median latency ${ms(metrics.median_latency_ms)} · ${metrics.interruption_count} interruptions`;
 }
 
 function entry(sessionId, item) {
@@ -123,6 +127,10 @@ function onMessage(message) {
     document.getElementById("live-empty").hidden = live.children.length > 0;
   } else if (message.type === "session") {
     if (LIVE.has(message.session.status) || document.getElementById(`session-${message.session.id}`)) card(message.session);
+  } else if (message.type === "metrics") {
+    // A transcript rebuilt after its session's last frame (under load, on the rebuilder).
+    const node = document.getElementById(`session-${message.session_id}`);
+    if (node) meta(node, message);
   } else if (message.type === "transcript") {
     entry(message.session_id, message.entry);
   }
