@@ -53,8 +53,22 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
 
 
 def _sessions(ids: list, lock: bool = False) -> dict:
-    query = AvatarSession.objects.select_for_update() if lock else AvatarSession.objects
-    return query.only("id", *METRIC_FIELDS, *CHECKPOINT_FIELDS).in_bulk(ids)
+    """The sessions of `ids` that exist (only their metrics and checkpoint loaded), by id; `lock`:
+    their rows locked until the transaction ends. Plain SQL, as in `_per_session`."""
+    meta, ops = AvatarSession._meta, connection.ops
+    # Model.from_db takes the fields in the model's order.
+    fields = [f for f in meta.concrete_fields if f.name in ("id", *METRIC_FIELDS, *CHECKPOINT_FIELDS)]
+    sessions = {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT {} FROM {} WHERE {} IN ({}){}".format(
+            ", ".join(ops.quote_name(f.column) for f in fields), ops.quote_name(meta.db_table),
+            ops.quote_name(meta.pk.column), ", ".join(["%s"] * len(ids)),
+            " FOR UPDATE" if lock and connection.features.has_select_for_update else ""),
+            [meta.pk.get_db_prep_value(sid, connection) for sid in ids])
+        for values in _converted(cursor.fetchall(), meta, fields):
+            session = AvatarSession.from_db(connection.alias, [f.attname for f in fields], values)
+            sessions[session.pk] = session
+    return sessions
 
 
 def _checkpoint(session: AvatarSession) -> tuple[int, int]:
@@ -76,10 +90,6 @@ def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dic
     columns = [meta.get_field(name) for name in fields]
     key = ops.quote_name(meta.get_field("session").column)
     bounded = ops.quote_name(meta.get_field(ordered_by).column)
-    converters = []
-    for field in columns:
-        col = field.get_col(meta.db_table)
-        converters.append((col, [*ops.get_db_converters(col), *field.get_db_converters(connection)]))
     prep = meta.get_field("session").get_db_prep_value
     ids, rows = list(bounds), []
     with connection.cursor() as cursor:
@@ -90,6 +100,15 @@ def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dic
                 " OR ".join([f"({key} = %s AND {bounded} {op} %s)"] * len(chunk)), extra[0], key, bounded),
                 [p for sid in chunk for p in (prep(sid, connection), bounds[sid])] + list(extra[1]))
             rows += cursor.fetchall()
+    return _converted(rows, meta, columns)
+
+
+def _converted(rows: list, meta, fields: list) -> list[tuple]:
+    """Database rows of `fields` converted as the ORM converts them (UUIDs, dates, JSON...)."""
+    converters = []
+    for field in fields:
+        col = field.get_col(meta.db_table)
+        converters.append((col, [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]))
     converted = []
     for row in rows:
         values = list(row)
