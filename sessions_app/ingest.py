@@ -27,7 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from . import background, dashboard, lifecycle, transcript, transcript_rows
+from . import background, dashboard, lifecycle, rawsql, transcript, transcript_rows
 from .models import TRANSITIONS, AvatarSession, EventSource, SessionEvent
 
 log = logging.getLogger(__name__)
@@ -500,10 +500,7 @@ def _statements() -> dict:
     touch = "UPDATE {} SET {} = %s WHERE {} IN ({{ids}}) RETURNING {}".format(
         ops.quote_name(meta.db_table), ops.quote_name(meta.get_field("last_event_at").column),
         ops.quote_name(meta.pk.column), columns)
-    converters = []
-    for f in fields:
-        col = f.get_col(meta.db_table)
-        converters.append((col, [*ops.get_db_converters(col), *f.get_db_converters(connection)]))
+    converters = rawsql.converters(meta, fields)
     events = [SessionEvent._meta.get_field(name) for name in EVENT_FIELDS]
     event_columns = ", ".join(ops.quote_name(f.column) for f in events)
     on_conflict = OnConflict.IGNORE
@@ -550,11 +547,7 @@ def _touch_and_insert(by_session: dict, now: datetime) -> dict:
         else:
             cursor.execute(sql["touch"].format(ids=placeholders), params)
         sessions = {}
-        for row in cursor.fetchall():
-            values = list(row)
-            for i, (col, convs) in enumerate(sql["converters"]):
-                for conv in convs:
-                    values[i] = conv(values[i], col, connection)
+        for values in rawsql.convert(cursor.fetchall(), sql["converters"]):
             session = AvatarSession.from_db(connection.alias, sql["names"], values)
             sessions[session.pk] = session
         rows = [(sid, item) for sid, item in rows if sid in sessions]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from . import dashboard, transcript
+from . import dashboard, rawsql, transcript
 from .models import AvatarSession, SessionEvent, TranscriptEntry, TranscriptOrigin
 
 
@@ -54,7 +54,8 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
 
 def _sessions(ids: list, lock: bool = False) -> dict:
     """The sessions of `ids` that exist (only their metrics and checkpoint loaded), by id; `lock`:
-    their rows locked until the transaction ends. Plain SQL, as in `_per_session`."""
+    their rows locked until the transaction ends. Plain SQL: the ORM took 2.4 ms to build and read
+    the query for 16 sessions."""
     meta, ops = AvatarSession._meta, connection.ops
     # Model.from_db takes the fields in the model's order.
     fields = [f for f in meta.concrete_fields if f.name in ("id", *METRIC_FIELDS, *CHECKPOINT_FIELDS)]
@@ -65,7 +66,7 @@ def _sessions(ids: list, lock: bool = False) -> dict:
             ops.quote_name(meta.pk.column), ", ".join(["%s"] * len(ids)),
             " FOR UPDATE" if lock and connection.features.has_select_for_update else ""),
             [meta.pk.get_db_prep_value(sid, connection) for sid in ids])
-        for values in _converted(cursor.fetchall(), meta, fields):
+        for values in rawsql.convert(cursor.fetchall(), rawsql.converters(meta, fields)):
             session = AvatarSession.from_db(connection.alias, [f.attname for f in fields], values)
             sessions[session.pk] = session
     return sessions
@@ -80,9 +81,9 @@ def _checkpoint(session: AvatarSession) -> tuple[int, int]:
 BOUNDS_PER_QUERY = 100
 
 
-def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dict, extra=("", ())) -> list[tuple]:
+def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dict, extra=("", ())) -> list[list]:
     """Rows of `model` whose `ordered_by` is `op` (">" or "<=") their session's bound (session id →
-    bound), as tuples of `fields` converted as the ORM converts them, in session and `ordered_by`
+    bound), as lists of `fields` converted as the ORM converts them, in session and `ordered_by`
     order; `extra`: one more condition (SQL, params). Each session is a range of the unique
     (session, seq or position) index. Plain SQL: the ORM took 1.4 ms to build such a query for
     16 sessions, the database 0.04 ms to run it."""
@@ -100,23 +101,7 @@ def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dic
                 " OR ".join([f"({key} = %s AND {bounded} {op} %s)"] * len(chunk)), extra[0], key, bounded),
                 [p for sid in chunk for p in (prep(sid, connection), bounds[sid])] + list(extra[1]))
             rows += cursor.fetchall()
-    return _converted(rows, meta, columns)
-
-
-def _converted(rows: list, meta, fields: list) -> list[tuple]:
-    """Database rows of `fields` converted as the ORM converts them (UUIDs, dates, JSON...)."""
-    converters = []
-    for field in fields:
-        col = field.get_col(meta.db_table)
-        converters.append((col, [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]))
-    converted = []
-    for row in rows:
-        values = list(row)
-        for i, (col, convs) in enumerate(converters):
-            for conv in convs:
-                values[i] = conv(values[i], col, connection)
-        converted.append(tuple(values))
-    return converted
+    return rawsql.convert(rows, rawsql.converters(meta, columns))
 
 
 def _entries_after(positions: dict) -> dict:
