@@ -49,7 +49,7 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
     for sid, plan in plans.items():
         if plan.kept is not None:
             _before_checkpoint[sid] = plan.kept
-    return {sid: (plan.session, plan.changed) for sid, plan in plans.items()}
+    return {sid: (plan.session, [dashboard.entry_dict(row) for row in plan.changed]) for sid, plan in plans.items()}
 
 
 def _sessions(ids: list, lock: bool = False) -> dict:
@@ -122,9 +122,9 @@ class _Plan:
 
     def __init__(self, session: AvatarSession, start: int, basis: tuple):
         self.session, self.start, self.basis = session, start, basis
-        self.full = False  # reconciliation's utterances among ours: rebuilt from every event, in `apply`
+        self.full = False  # reconciliation's utterances among ours: rebuilt from every event, in `_apply`
         self.created, self.updated, self.deleted = [], [], []
-        self.changed: list[dict] = []  # entry dicts of the rows created or changed, for the live feed
+        self.changed: list[TranscriptEntry] = []  # the rows created or changed, for the live feed
         self.kept = None  # (checkpoint, metric dicts of the entries before it), for _before_checkpoint
 
 
@@ -133,7 +133,7 @@ def _apply(plans) -> None:
     deleted, updated, created = [], [], []
     for plan in plans:
         if plan.full:
-            plan.changed = [dashboard.entry_dict(row) for row in _rebuild_transcript(plan.session)]
+            plan.changed = _rebuild_transcript(plan.session)
             continue
         deleted += plan.deleted
         updated += plan.updated
@@ -149,7 +149,7 @@ def _plan(sessions: dict, lowest: dict) -> dict:
     plans: dict = {}
     starts = {sid: (0, 0) if session.transcript_seq and lowest[sid] <= session.transcript_seq
               else _checkpoint(session) for sid, session in sessions.items()}
-    for attempt in range(2):
+    for _ in range(2):
         late = _plan_from(sessions, starts, plans)
         if not late:
             return plans
@@ -207,14 +207,12 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
             if row is None:
                 row = TranscriptEntry(session_id=sid, position=entry["position"], **{f: values[f] for f in ENTRY_FIELDS})
                 plan.created.append(row)
+                plan.changed.append(row)
             elif any(getattr(row, f) != values[f] for f in ENTRY_FIELDS):
                 for f in ENTRY_FIELDS:
                     setattr(row, f, values[f])
                 plan.updated.append(row)
-            else:
-                row = None
-            if row is not None:
-                plan.changed.append(dashboard.entry_dict(row))
+                plan.changed.append(row)
             before[sid].append(values)
         plan.deleted = [row.pk for row in rows.values()]
         for name, value in transcript.metrics(before[sid]).items():
