@@ -29,6 +29,7 @@ ERROR_CODES = {
     502: "liveavatar_failed", 503: "server_busy", 504: "liveavatar_timeout",
 }
 
+
 class OneValueParser(Parser):
     """A query parameter given twice (`?q=a&q=b`) is refused with 422 like any other value its schema
     does not allow; ninja would silently take the last one."""
