@@ -348,6 +348,35 @@ async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_l
     assert got == expected
 
 
+async def test_a_batch_the_same_page_sends_while_its_previous_one_is_stored_is_not_load(monkeypatch):
+    """One conversation sending its next batch before the previous one is committed is not load: both
+    transcripts are rebuilt before the database thread takes anything else, so a read after the acks sees them."""
+    session = await make_session()
+    gap = [e for e in CONVERSATION if e["event"]["event_type"] == "user.transcription"][0]
+    storing, go = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real_store = ingest._store
+
+    def store_slowly(batches):
+        stored = real_store(batches)
+        if not go.is_set():  # the first round waits, committed, until the second batch is queued
+            loop.call_soon_threadsafe(storing.set)
+            asyncio.run_coroutine_threadsafe(asyncio.wait_for(go.wait(), 5), loop).result()
+        return stored
+
+    monkeypatch.setattr(ingest, "_store", store_slowly)
+    first = asyncio.create_task(ingest.store_batch(session, [e for e in CONVERSATION if e is not gap]))
+    await asyncio.wait_for(storing.wait(), 5)
+    second = asyncio.create_task(ingest.store_batch(session, [gap]))
+    await asyncio.sleep(0.05)  # the second batch is queued behind the first round
+    go.set()
+    await first
+    await second
+    got = [(e.speaker, e.text, e.interrupted, e.from_chunks)
+           async for e in TranscriptEntry.objects.filter(session=session).order_by("position")]
+    assert got == [(e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(CONVERSATION)]
+
+
 def entries_of(session) -> list[tuple]:
     return list(TranscriptEntry.objects.filter(session=session).order_by("position").values_list(
         "position", "speaker", "text", "origin"))
