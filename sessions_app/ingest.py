@@ -353,11 +353,11 @@ class _Writer:
         """Store `batches` (acked as soon as they are committed), then have the transcripts that are
         due rebuilt: one call to the database thread.
 
-        Whether the process is busy is judged there, after the commit: batches from other sessions
-        that arrived meanwhile mean load (the due transcripts go to the rebuilder, sessions rebuilt lately wait their
-        interval); none means idle (every transcript is brought up to date there, before the database
-        thread takes anything else, so whoever got an ack and reads next sees it). While `work` runs
-        the writer task waits for it: only `pending` changes."""
+        Whether the process is busy is judged there, after the commit: batches that arrived
+        meanwhile from enough sessions mean load (the due transcripts go to the rebuilder, sessions
+        rebuilt lately wait their interval); otherwise it is idle (every transcript is brought up to
+        date there, before the database thread takes anything else, so whoever got an ack and reads
+        next sees it). While `work` runs the writer task waits for it: only `pending` changes."""
         loop = self.loop
         loaded = self.busy(loop.time())
         this_round = {b.session_id for b in batches}
@@ -376,10 +376,10 @@ class _Writer:
                 except DatabaseError as exc:
                     return None, exc, {}, False, None, None
                 loop.call_soon_threadsafe(committed)
-            # Batches from other sessions that arrived meanwhile mean load; the same conversations'
-            # next batches do not. (`pending` may grow meanwhile: a benign read; `arrivals` is the
-            # loop's, judged before.)
-            busy = loaded or any(b.session_id not in this_round for b in self.pending)
+            # Batches that arrived meanwhile count towards load as the arrivals do: from BUSY_SESSIONS
+            # sessions with this round's. (`pending` may grow meanwhile: a benign read; `arrivals` is
+            # the loop's, judged before.)
+            busy = loaded or len(this_round.union(b.session_id for b in self.pending)) >= BUSY_SESSIONS
             lowest = self.due(now=loop.time(), busy=busy, fresh=fresh)
             if lowest and not busy:
                 self.inflight = lowest

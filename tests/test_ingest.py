@@ -348,10 +348,13 @@ async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_l
     assert got == expected
 
 
-async def test_a_batch_the_same_page_sends_while_its_previous_one_is_stored_is_not_load(monkeypatch):
-    """One conversation sending its next batch before the previous one is committed is not load: both
-    transcripts are rebuilt before the database thread takes anything else, so a read after the acks sees them."""
+@pytest.mark.parametrize("second_visitor", [False, True], ids=["the same page", "another visitor"])
+async def test_a_batch_arriving_while_another_is_stored_is_not_load(monkeypatch, second_visitor):
+    """A conversation's next batch, or a second visitor's, arriving before a batch is committed is not
+    load: every transcript is rebuilt before the database thread takes anything else, so a read after
+    the acks sees it."""
     session = await make_session()
+    other = await make_session() if second_visitor else session
     gap = [e for e in CONVERSATION if e["event"]["event_type"] == "user.transcription"][0]
     storing, go = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -367,14 +370,16 @@ async def test_a_batch_the_same_page_sends_while_its_previous_one_is_stored_is_n
     monkeypatch.setattr(ingest, "_store", store_slowly)
     first = asyncio.create_task(ingest.store_batch(session, [e for e in CONVERSATION if e is not gap]))
     await asyncio.wait_for(storing.wait(), 5)
-    second = asyncio.create_task(ingest.store_batch(session, [gap]))
+    second = asyncio.create_task(ingest.store_batch(other, [gap] if other is session else CONVERSATION))
     await asyncio.sleep(0.05)  # the second batch is queued behind the first round
     go.set()
     await first
     await second
-    got = [(e.speaker, e.text, e.interrupted, e.from_chunks)
-           async for e in TranscriptEntry.objects.filter(session=session).order_by("position")]
-    assert got == [(e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(CONVERSATION)]
+    expected = {session: [e for e in CONVERSATION if e is not gap], other: CONVERSATION}  # the same page: all
+    for s, events in expected.items():
+        assert [(e.speaker, e.text, e.interrupted, e.from_chunks)
+                async for e in TranscriptEntry.objects.filter(session=s).order_by("position")] == [
+            (e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(events)]
 
 
 def entries_of(session) -> list[tuple]:
