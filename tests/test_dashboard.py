@@ -72,6 +72,16 @@ async def feed(user):
     return socket
 
 
+async def frames_until(socket, complete, timeout=5.0) -> list[dict]:
+    """The feed's frames until `complete(frames)` holds, then nothing more for a moment."""
+    frames = []
+    async with asyncio.timeout(timeout):
+        while not complete(frames):
+            frames.append(await socket.receive_json_from(timeout))
+    assert await socket.receive_nothing(timeout=0.2), "more frames than expected"
+    return frames
+
+
 async def test_the_feed_refuses_anyone_but_staff():
     for user in (AnonymousUser(), await User.objects.acreate(username="visitor")):
         socket = await feed(user)
@@ -89,9 +99,7 @@ async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
 
     session = await AvatarSession.objects.acreate()
     await ingest.store_batch(session, CONVERSATION[:19])  # up to the user's final "What are your hours?"
-    messages = []
-    while not await socket.receive_nothing(timeout=0.2):
-        messages.append(await socket.receive_json_from())
+    messages = await frames_until(socket, lambda frames: sum(f["type"] == "transcript" for f in frames) == 2)
     assert messages[0]["type"] == "session" and messages[0]["session"]["status"] == "active"
     entries = [m["entry"] for m in messages if m["type"] == "transcript"]
     assert [(e["position"], e["speaker"], e["text"], e["partial"]) for e in entries] == [
@@ -118,12 +126,14 @@ async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messag
     monkeypatch.setattr(layer, "group_send", counting)
     sessions = [await AvatarSession.objects.acreate(status=SessionStatus.ACTIVE) for _ in range(20)]
     await asyncio.gather(*(ingest.store_batch(s, CONVERSATION[2:8]) for s in sessions))  # the opening line
-    frames = []
-    while not await socket.receive_nothing(timeout=0.2):
-        frames.append(await socket.receive_json_from())
+    ids = {str(s.id) for s in sessions}
+
+    def each_has(frames, kind):
+        return {f["session_id"] for f in frames if f["type"] == kind} == ids
+
+    frames = await frames_until(socket, lambda frames: each_has(frames, "metrics") and each_has(frames, "transcript"))
     assert sent == [dashboard.GROUP] * 2
-    assert sorted(f["session"]["id"] for f in frames if f["type"] == "session") == sorted(str(s.id) for s in sessions)
-    assert {f["session_id"] for f in frames if f["type"] == "transcript"} == {str(s.id) for s in sessions}
+    assert sorted(f["session"]["id"] for f in frames if f["type"] == "session") == sorted(ids)
     assert {f["session_id"]: f["turn_count"] for f in frames if f["type"] == "metrics"} == {
         str(s.id): 1 for s in sessions}
     await socket.disconnect()
