@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
+from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +133,6 @@ def close_sync_thread_connections(django_db_setup):
     and PostgreSQL refuses to drop a database still in use."""
     yield
     from asgiref.sync import SyncToAsync
-    from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
@@ -181,3 +181,6 @@ def launch_browser(monkeypatch):
         yield launch
         for browser in browsers:
             browser.close()
+        # The test's own ORM calls, made while that loop ran, opened a connection of their own
+        # (Django keeps connections per context); PostgreSQL would refuse to drop the test database.
+        connections.close_all()
