@@ -140,6 +140,7 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
 FLUSH_MAX_EVENTS = 1000  # events stored in one round, at most (whole batches: one may exceed it)
 REBUILD_INTERVAL = 0.5  # seconds: under load the transcripts are rebuilt together at most this often
 REBUILD_CHUNK = 16  # under sustained load, sessions rebuilt together at most
+REBUILD_GAP = 1.0  # seconds: under load a session's transcript is rebuilt at most this often
 BUSY_WINDOW, BUSY_SESSIONS = 0.25, 8  # load: batches from this many sessions within this many seconds
 # Seconds: under load the live feed is broadcast at most this often (one group_send): the setting
 # INGEST_FEED_PERIOD on Redis, where a send costs a round trip on every process. In memory a send
@@ -181,7 +182,8 @@ class _Writer:
     Idle, the round rebuilds them itself, on the database thread, before that thread takes anything
     else: whoever got an ack and reads next sees the transcript. Under load they are rebuilt on a
     thread of their own (the rebuilder, with its own database connection), one rebuild at a time,
-    while the rounds go on storing: the transcripts follow a moment later.
+    while the rounds go on storing: the transcripts follow up to REBUILD_GAP later (each rebuild of a
+    session costs about the same however few events it adds, so under load fewer, larger ones).
 
     The task runs while there is work and ends when idle; `store` starts it again.
     """
@@ -191,6 +193,7 @@ class _Writer:
         self.pending: list[_Batch] = []
         self.dirty: dict = {}  # session id → lowest transcript seq stored since its last rebuild
         self.retry_at: dict = {}  # session id → loop time before which a failed rebuild is not tried again
+        self.rebuilt_at: dict = {}  # session id → loop time of its last rebuild
         self.last_rebuild_at = -1e9  # loop time of the last rebuild
         self.outbox: list[dict] = []  # feed frames not broadcast yet, in order
         self.last_send_at = 0.0  # loop time of the last broadcast
@@ -265,8 +268,14 @@ class _Writer:
         if not waiting or (busy and self.rebuilding):
             return None
         held = busy and now < self.next_rebuild_at
-        return max(0.0, min(max(self.retry_at.get(sid, 0), self.next_rebuild_at if held else 0)
+        return max(0.0, min(max(self.ready_at(sid, busy), self.next_rebuild_at if held else 0)
                             for sid in waiting) - now)
+
+    def ready_at(self, sid, busy: bool) -> float:
+        """Loop time from which a session's transcript may be rebuilt: RETRY_AFTER after a failed
+        rebuild; under load also REBUILD_GAP after its last one."""
+        at, last = self.retry_at.get(sid, 0), self.rebuilt_at.get(sid)
+        return max(at, last + REBUILD_GAP) if busy and last is not None else at
 
     def rebuild_in_background(self, lowest: dict) -> None:
         """Have the rebuilder rebuild `lowest` (session id → lowest seq); `collect` takes the outcome."""
@@ -332,19 +341,23 @@ class _Writer:
         for sid, seq in fresh.items():
             if seq < self.dirty.get(sid, seq + 1):
                 self.dirty[sid] = seq
-        # A session whose rebuild failed waits RETRY_AFTER; under load, all wait for the next rebuild time.
+        # A session whose rebuild failed waits RETRY_AFTER; under load, one rebuilt lately waits out its
+        # REBUILD_GAP (`ready_at`), and all wait for the next rebuild time.
         if busy and (self.rebuilding or now < self.next_rebuild_at):
             return {}
-        due = [sid for sid in self.dirty if self.retry_at.get(sid, 0) <= now and sid not in self.background]
+        due = [sid for sid in self.dirty if self.ready_at(sid, busy) <= now and sid not in self.background]
         if busy and now - self.last_rebuild_at < 2 * REBUILD_INTERVAL and len(due) > REBUILD_CHUNK:
             # Sustained load: a few at a time, the longest waiting first, the rest in the next rebuilds:
-            # each rebuild's writes are short, and the transcripts follow their events closely.
+            # each rebuild's writes are short.
             # (A burst after a quiet spell is rebuilt in one go.)
             due = due[:REBUILD_CHUNK]
-        elif busy:
+        elif busy and due:
             self.next_rebuild_at = now + REBUILD_INTERVAL
+        if len(self.rebuilt_at) > 4 * len(self.dirty) + 1000:  # forget gaps that are over
+            self.rebuilt_at = {sid: at for sid, at in self.rebuilt_at.items() if at > now - REBUILD_GAP}
         for sid in due:
             self.retry_at.pop(sid, None)
+            self.rebuilt_at[sid] = now
         if due:
             self.last_rebuild_at = now
         return {sid: self.dirty.pop(sid) for sid in due}

@@ -278,6 +278,39 @@ async def test_a_burst_from_50_sessions_costs_a_handful_of_queries_in_all(monkey
     assert len(queries) <= 16, "\n".join(q[:90] for q in queries)
 
 
+async def test_under_sustained_load_a_transcript_is_rebuilt_about_once_a_second_and_ends_complete(monkeypatch):
+    """20 conversations, each speaking a word every 0.1 s for 2.5 s: how often a transcript is rebuilt
+    is bounded by REBUILD_GAP, not by how often its events come; once it is over every word is there."""
+    sessions = [await make_session(status=SessionStatus.ACTIVE) for _ in range(20)]
+    rebuilds = {s.pk: 0 for s in sessions}
+    real_rebuild = transcript_rows.rebuild
+
+    def counted(lowest, writing):
+        for sid in lowest:
+            rebuilds[sid] += 1
+        return real_rebuild(lowest, writing)
+
+    monkeypatch.setattr(transcript_rows, "rebuild", counted)
+    words = 25
+
+    async def speak(session):
+        await ingest.store_batch(session, [item(1, "avatar.speak_started", "server")])
+        for seq in range(2, words + 2):
+            await asyncio.sleep(0.1)
+            await ingest.store_batch(session, [item(seq, "avatar.transcription.chunk", "server", text=f"w{seq}")])
+
+    started = time.monotonic()
+    await asyncio.gather(*(speak(s) for s in sessions))
+    # One rebuild when each started, one a gap after that..., one when the load is over.
+    assert max(rebuilds.values()) <= (time.monotonic() - started) / ingest.REBUILD_GAP + 2, rebuilds
+    said = " ".join(f"w{seq}" for seq in range(2, words + 2))
+    deadline = time.monotonic() + 5
+    while (texts := [e.text async for e in TranscriptEntry.objects.order_by("session_id")]) != [said] * 20 \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert texts == [said] * 20
+
+
 async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing(monkeypatch):
     sessions = [await make_session() for _ in range(10)]
     real_store = ingest._store
