@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 USER_CHUNKS = {"user.transcription.chunk", "user.transcription_chunk"}
 AVATAR_CHUNKS = {"avatar.transcription.chunk", "avatar.transcription_chunk"}
 STOPS = {"session.stopped", "session_stopped", "client.stopped"}
+# A question the visitor typed for the avatar's LLM (a command the page sent): LiveAvatar sends no
+# transcription of it, so it is the visitor's utterance itself.
+TYPED_QUESTION = "avatar.speak_response"
 # Events that can change the transcript; a batch without any of them leaves it as it is.
 TRANSCRIPT_EVENTS = USER_CHUNKS | AVATAR_CHUNKS | STOPS | {
     "user.speak_started", "user.speak_ended", "user.transcription",
-    "avatar.speak_started", "avatar.speak_ended", "avatar.transcription", "avatar.interrupt",
+    "avatar.speak_started", "avatar.speak_ended", "avatar.transcription", "avatar.interrupt", TYPED_QUESTION,
 }
 
 
@@ -88,6 +91,13 @@ class _Builder:
     def on_user_final(self, ts, text):
         self.user_turn(ts).final = text
         self.user = None
+
+    def on_typed(self, ts, text):
+        """A typed question: an utterance of its own, said at once; the avatar's answer latency counts from it."""
+        turn = self.new("user", ts)
+        turn.started_at = turn.ended_at = ts
+        turn.final = text
+        self.user_ended_at = ts
 
     # avatar side
     def on_avatar_final(self, ts, text):
@@ -172,6 +182,8 @@ def _fold(items: list[dict]) -> tuple[list[_Turn], list[tuple[int, int]]]:
             builder.on_avatar_speak_ended(ts)
         elif kind == "avatar.interrupt" and item.get("source") == "command":
             builder.on_interrupt(ts)
+        elif kind == TYPED_QUESTION and item.get("source") == "command":
+            builder.on_typed(ts, text)
         elif kind in STOPS:
             builder.on_stop(ts)
         if builder.quiet():

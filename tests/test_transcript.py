@@ -76,6 +76,25 @@ def test_an_interrupt_drops_queued_replies_that_were_never_spoken():
     assert [(e["text"], e["interrupted"]) for e in transcript.build(items)] == [("One.", True)]
 
 
+def typed_exchange(first_seq: int, dt: int) -> list[dict]:
+    """A question typed for the avatar's LLM, its answer, then a line the page had said word for word."""
+    return [item(first_seq, dt, "avatar.speak_response", source="command", text="What are your opening hours?"),
+            item(first_seq + 1, dt + 700, "avatar.transcription", text="Nine to five."),
+            item(first_seq + 2, dt + 800, "avatar.speak_started"),
+            item(first_seq + 3, dt + 1500, "avatar.speak_ended"),
+            item(first_seq + 4, dt + 2000, "avatar.speak_text", source="command", text="Anything else?"),
+            item(first_seq + 5, dt + 2100, "avatar.transcription", text="Anything else?"),
+            item(first_seq + 6, dt + 2150, "avatar.speak_started"),
+            item(first_seq + 7, dt + 2600, "avatar.speak_ended")]
+
+
+def test_a_typed_question_is_the_visitors_utterance_and_the_answers_latency_counts_from_it():
+    assert [(e["speaker"], e["text"], e["from_chunks"], e["latency_ms"]) for e in transcript.build(typed_exchange(1, 0))] == [
+        ("user", "What are your opening hours?", False, None),
+        ("avatar", "Nine to five.", False, 800),
+        ("avatar", "Anything else?", False, None)]  # speak_text: the page's words, not the visitor's
+
+
 def test_silence_without_words_makes_no_entry():
     items = [item(1, 0, "user.speak_started"), item(2, 100, "user.speak_ended"),
              item(3, 200, "avatar.speak_started"), item(4, 300, "avatar.speak_ended")]
@@ -113,6 +132,12 @@ def test_incremental_builds_equal_the_full_build_at_every_batch_boundary():
     for size in range(2, 12):
         results = incremental([events[i:i + size] for i in range(0, len(events), size)])
         assert results[-1] == transcript.build(events), size
+    # and with a typed question after the spoken ones, before the end
+    spoken, end = events[:-3], events[-3:]
+    typed = typed_exchange(spoken[-1]["seq"] + 1, spoken[-1]["ts"] - T + 1000)
+    events = spoken + typed + [{**e, "seq": e["seq"] + len(typed), "ts": typed[-1]["ts"] + 500} for e in end]
+    for count, entries in enumerate(incremental([[e] for e in events]), start=1):
+        assert entries == transcript.build(events[:count]), count
 
 
 def test_the_fixture_has_checkpoints_so_incremental_builds_stay_short():

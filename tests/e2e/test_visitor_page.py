@@ -144,6 +144,7 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
     entries = [(e.speaker, e.text, e.interrupted) for e in TranscriptEntry.objects.filter(session_id=sid)]
     assert entries == [
         ("avatar", OPENING, False),
+        ("user", "What are your hours?", False),  # typed
         ("avatar", "We are open from nine to five, Monday to Friday.", False),
         ("user", "Hello there", False),
         ("avatar", "Hello! How can I help you today?", False),
