@@ -182,7 +182,7 @@ def _fold(items: list[dict]) -> tuple[list[_Turn], list[tuple[int, int]]]:
             builder.on_avatar_speak_ended(ts)
         elif kind == "avatar.interrupt" and item.get("source") == "command":
             builder.on_interrupt(ts)
-        elif kind == TYPED_QUESTION and item.get("source") == "command":
+        elif kind == TYPED_QUESTION and item.get("source") == "command" and text.strip():
             builder.on_typed(ts, text)
         elif kind in STOPS:
             builder.on_stop(ts)
