@@ -59,19 +59,20 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     visitor.get_by_label("Message").fill("What are your hours?")
     visitor.get_by_role("button", name="Send").click()
     expect(visitor.locator("#transcript li").last).to_have_text(f"Avatar: {HOURS}")
-    expect(lines.nth(1)).to_have_text(f"Avatar: {HOURS}")
+    expect(lines.nth(1)).to_have_text("Visitor: What are your hours?")  # typed
+    expect(lines.nth(2)).to_have_text(f"Avatar: {HOURS}")
     expect(visitor.locator("#avatar-speaking")).to_be_hidden()
 
     visitor.evaluate("window.avatarApp.simulateUserSays('Hello there')")  # the visitor speaks
-    expect(lines.nth(2)).to_have_text("Visitor: Hello there")
-    expect(lines.nth(2)).to_have_class("user")
-    expect(lines.nth(3)).to_have_text(f"Avatar: {GREETING}")
+    expect(lines.nth(3)).to_have_text("Visitor: Hello there")
+    expect(lines.nth(3)).to_have_class("user")
+    expect(lines.nth(4)).to_have_text(f"Avatar: {GREETING}")
 
     visitor.get_by_role("button", name="End conversation").click()
     expect(visitor.get_by_role("status")).to_have_text(re.compile("^Ended"))
     expect(card.locator(".status")).to_have_text("ended (USER_CLOSED)")
     expect(card).to_have_class(re.compile(r"\bover\b"))
-    expect(lines).to_have_count(4)
+    expect(lines).to_have_count(5)
     assert errors == []
 
 
