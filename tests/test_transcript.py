@@ -89,7 +89,8 @@ def typed_exchange(first_seq: int, dt: int) -> list[dict]:
 
 
 def test_a_typed_question_is_the_visitors_utterance_and_the_answers_latency_counts_from_it():
-    assert [(e["speaker"], e["text"], e["from_chunks"], e["latency_ms"]) for e in transcript.build(typed_exchange(1, 0))] == [
+    entries = transcript.build(typed_exchange(1, 0))
+    assert [(e["speaker"], e["text"], e["from_chunks"], e["latency_ms"]) for e in entries] == [
         ("user", "What are your opening hours?", False, None),
         ("avatar", "Nine to five.", False, 800),
         ("avatar", "Anything else?", False, None)]  # speak_text: the page's words, not the visitor's
