@@ -16,7 +16,7 @@ FIND_PYTHON := for p in $(PYTHON_CANDIDATES); do \
 	  if "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo "$$p"; break; fi; \
 	done
 
-.PHONY: run test bench install install-test js static migrate services browser clean test-python test-js test-e2e test-integration
+.PHONY: run test lint bench install install-test js static migrate services browser clean test-python test-js test-e2e test-integration
 
 $(VENV)/.installed: requirements.txt
 	@base=$$($(FIND_PYTHON)); \
@@ -74,6 +74,11 @@ browser:
 
 test: install-test static services browser
 	bash scripts/test.sh
+
+# ruff's lint rules and formatter (pinned in requirements-test.txt); make test runs them too.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: install-test services
 	$(PY) -m bench

@@ -11,7 +11,6 @@ import os
 import statistics
 import time
 
-
 from . import load, servers
 from .upstream import PageClient, SlowLiveAvatar
 
@@ -42,7 +41,8 @@ def log(message: str):
 
 async def open_forwarders(server, sessions, sent_log=None) -> list[load.Forwarder]:
     return await load.gather_limited(
-        load.Forwarder(server, sid, credential, sent_log).open() for sid, credential in sessions)
+        load.Forwarder(server, sid, credential, sent_log).open() for sid, credential in sessions
+    )
 
 
 async def drain(forwarders, timeout: float):
@@ -86,7 +86,9 @@ async def phase_fanout_alone(workdir, rounds: int) -> dict:
     results = []
     try:
         for i in range(rounds):
-            forwarders = await open_forwarders(server, seeded["sessions"][i * FANOUT_SESSIONS:(i + 1) * FANOUT_SESSIONS])
+            forwarders = await open_forwarders(
+                server, seeded["sessions"][i * FANOUT_SESSIONS : (i + 1) * FANOUT_SESSIONS]
+            )
             results.append(await fanout(server, forwarders, seeded["staff_cookie"], FANOUT_SECONDS))
             log(f"round {i + 1}: {results[-1]}")
             await close_all(forwarders)
@@ -102,13 +104,15 @@ async def phase_single_process(workdir) -> dict:
     seeded = servers.seed(env, THROUGHPUT_SOCKETS + FANOUT_SESSIONS + HOLD_SESSIONS)
     sessions, cookie = seeded["sessions"], seeded["staff_cookie"]
     throughput_sessions = sessions[:THROUGHPUT_SOCKETS]
-    fanout_sessions = sessions[THROUGHPUT_SOCKETS:THROUGHPUT_SOCKETS + FANOUT_SESSIONS]
-    hold_sessions = sessions[THROUGHPUT_SOCKETS + FANOUT_SESSIONS:]
+    fanout_sessions = sessions[THROUGHPUT_SOCKETS : THROUGHPUT_SOCKETS + FANOUT_SESSIONS]
+    hold_sessions = sessions[THROUGHPUT_SOCKETS + FANOUT_SESSIONS :]
     server = servers.Daphne(workdir, env, "main")
     result = {}
     try:
-        log(f"ingest vs echo: {THROUGHPUT_SOCKETS} sockets sending one-event messages, "
-            f"{THROUGHPUT_ROUNDS} alternating rounds of {THROUGHPUT_SECONDS:g} s each")
+        log(
+            f"ingest vs echo: {THROUGHPUT_SOCKETS} sockets sending one-event messages, "
+            f"{THROUGHPUT_ROUNDS} alternating rounds of {THROUGHPUT_SECONDS:g} s each"
+        )
         forwarders = await open_forwarders(server, throughput_sessions)
         await load.closed_loop_echo(server, 10, 1)  # warm-up
         echo_rates, ingest_rates = [], []
@@ -156,9 +160,13 @@ async def phase_single_process(workdir) -> dict:
 def phase_mint(workdir) -> dict:
     """GET / minting over an upstream that answers after MINT_DELAY_MS: page time minus upstream time."""
     upstream = SlowLiveAvatar(MINT_DELAY_MS)
-    env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "mint"), LIVEAVATAR_API_KEY="bench-dummy-key",
-                           LIVEAVATAR_API_URL=upstream.url, MINT_RATE_PER_MINUTE=100000,
-                           MINT_RATE_PER_ADDRESS_PER_MINUTE=100000)
+    env = servers.base_env(
+        DATABASE_URL=servers.sqlite_url(workdir, "mint"),
+        LIVEAVATAR_API_KEY="bench-dummy-key",
+        LIVEAVATAR_API_URL=upstream.url,
+        MINT_RATE_PER_MINUTE=100000,
+        MINT_RATE_PER_ADDRESS_PER_MINUTE=100000,
+    )
     servers.manage(env, "migrate", "--noinput", "-v0")
     server = servers.Daphne(workdir, env, "mint")
     log(f"mint on visit: {MINT_VISITS} visits, upstream answers after {MINT_DELAY_MS} ms")
@@ -236,8 +244,10 @@ async def phase_scaleout(workdir) -> dict:
     Both setups run side by side and are measured in alternating rounds (one, two, one, two...),
     each round on sessions of its own, so a slow spell of the machine weighs on both alike.
     """
-    log(f"scale-out: {SCALEOUT_SESSIONS} sessions x {SCALEOUT_PACE:g} events/s, {SCALEOUT_ROUNDS} alternating "
-        f"rounds of {SCALEOUT_SECONDS:g} s: one process on SQLite + in-memory layer, two on PostgreSQL + Redis")
+    log(
+        f"scale-out: {SCALEOUT_SESSIONS} sessions x {SCALEOUT_PACE:g} events/s, {SCALEOUT_ROUNDS} alternating "
+        f"rounds of {SCALEOUT_SECONDS:g} s: one process on SQLite + in-memory layer, two on PostgreSQL + Redis"
+    )
     count = SCALEOUT_SESSIONS * SCALEOUT_ROUNDS
     database, redis = servers.ScratchPostgres("scaleout"), servers.PrivateRedis()
     daphnes = []
@@ -248,14 +258,23 @@ async def phase_scaleout(workdir) -> dict:
         pair_env = servers.base_env(DATABASE_URL=database.url, REDIS_URL=redis.url)
         servers.manage(pair_env, "migrate", "--noinput", "-v0")
         pair_seed = servers.seed(pair_env, count)
-        daphnes = [servers.Daphne(workdir, single_env, "single"),
-                   servers.Daphne(workdir, pair_env, "a"), servers.Daphne(workdir, pair_env, "b")]
+        daphnes = [
+            servers.Daphne(workdir, single_env, "single"),
+            servers.Daphne(workdir, pair_env, "a"),
+            servers.Daphne(workdir, pair_env, "b"),
+        ]
         one, two = [], []
         for i in range(SCALEOUT_ROUNDS):
             part = slice(i * SCALEOUT_SESSIONS, (i + 1) * SCALEOUT_SESSIONS)
             one.append(await stored_cpu(daphnes[:1], single_seed["sessions"][part], single_seed["staff_cookie"]))
-            two.append(await stored_cpu(daphnes[1:], pair_seed["sessions"][part], pair_seed["staff_cookie"],
-                                        lambda: [*database.backend_pids(), redis.process.pid]))
+            two.append(
+                await stored_cpu(
+                    daphnes[1:],
+                    pair_seed["sessions"][part],
+                    pair_seed["staff_cookie"],
+                    lambda: [*database.backend_pids(), redis.process.pid],
+                )
+            )
     finally:
         for daphne in daphnes:
             daphne.stop()
@@ -282,8 +301,9 @@ def main():
     only = os.environ.get("BENCH_ONLY")
     if only == "fanout":  # the 200-session fan-out alone, BENCH_ROUNDS times (for tuning that path)
         try:
-            print(json.dumps(asyncio.run(phase_fanout_alone(workdir, int(os.environ.get("BENCH_ROUNDS", "3")))),
-                             indent=2))
+            print(
+                json.dumps(asyncio.run(phase_fanout_alone(workdir, int(os.environ.get("BENCH_ROUNDS", "3")))), indent=2)
+            )
         finally:
             workdir.remove()
         return
@@ -312,24 +332,36 @@ def main():
         "scaleout_cpu_ratio": round(two["daphne_cpu_s_per_1000"] / one["daphne_cpu_s_per_1000"], 3),
     }
     rows = [
-        ("ingest_ratio", f"{single['ingest_events_per_s']} events/s stored",
-         f"bare echo {single['echo_msgs_per_s']} msg/s"),
-        ("fanout_p99_ms", f"200 sessions: p50 {single['fanout_200']['p50_ms']} ms",
-         f"1,000 sessions: p50 {single['fanout_1000']['p50_ms']} / p99 {single['fanout_1000']['p99_ms']} ms"),
+        (
+            "ingest_ratio",
+            f"{single['ingest_events_per_s']} events/s stored",
+            f"bare echo {single['echo_msgs_per_s']} msg/s",
+        ),
+        (
+            "fanout_p99_ms",
+            f"200 sessions: p50 {single['fanout_200']['p50_ms']} ms",
+            f"1,000 sessions: p50 {single['fanout_1000']['p50_ms']} / p99 {single['fanout_1000']['p99_ms']} ms",
+        ),
         ("sessions_held", f"of {HOLD_SESSIONS} at {PACE:g} events/s", "one Daphne process"),
         ("kb_per_session", f"RSS {single['rss_before_mb']} -> {single['rss_idle_mb']} MB", "idle sockets"),
-        ("mint_overhead_ms", f"page {mint['page_median_ms']} ms (median)",
-         f"upstream {mint['upstream_median_ms']} ms"),
-        ("scaleout_cpu_ratio", f"2 procs PG+Redis {two['daphne_cpu_s_per_1000']} s/1000 ev",
-         f"1 proc defaults {one['daphne_cpu_s_per_1000']} s/1000 ev"),
+        ("mint_overhead_ms", f"page {mint['page_median_ms']} ms (median)", f"upstream {mint['upstream_median_ms']} ms"),
+        (
+            "scaleout_cpu_ratio",
+            f"2 procs PG+Redis {two['daphne_cpu_s_per_1000']} s/1000 ev",
+            f"1 proc defaults {one['daphne_cpu_s_per_1000']} s/1000 ev",
+        ),
     ]
     print()
     print(f"{'figure':<20}{'value':>10}  {'target':<14}{'measured':<42}baseline / context")
     for key, measured, baseline in rows:
         print(f"{key:<20}{figures[key]:>10}  {verdict(key, figures[key]):<14}{measured:<42}{baseline}")
-    report = {**figures, "raw": {"single_process": single, "mint": mint, "scaleout": scaleout},
-              "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}, "quick": QUICK,
-              "seconds": round(time.monotonic() - started)}
+    report = {
+        **figures,
+        "raw": {"single_process": single, "mint": mint, "scaleout": scaleout},
+        "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
+        "quick": QUICK,
+        "seconds": round(time.monotonic() - started),
+    }
     path = os.environ.get("BENCH_JSON", "bench.json")
     with open(path, "w") as out:
         json.dump(report, out, indent=2)

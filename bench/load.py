@@ -34,8 +34,15 @@ def forwarded_event(seq: int) -> dict:
 
 async def open_socket(url: str, origin: str, cookie: str | None = None):
     headers = {"Cookie": f"sessionid={cookie}"} if cookie else None
-    return await connect(url, origin=origin, additional_headers=headers, max_size=None, ping_interval=None,
-                         open_timeout=60, close_timeout=2)
+    return await connect(
+        url,
+        origin=origin,
+        additional_headers=headers,
+        max_size=None,
+        ping_interval=None,
+        open_timeout=60,
+        close_timeout=2,
+    )
 
 
 async def gather_limited(coros, limit: int = 50):

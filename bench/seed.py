@@ -25,16 +25,26 @@ from sessions_app.models import AvatarSession, SessionStatus  # noqa: E402
 def main(count: int):
     now = timezone.now()
     rows = AvatarSession.objects.bulk_create(
-        AvatarSession(status=SessionStatus.ACTIVE, started_at=now, visitor_key="bench", created_via="page",
-                      max_session_duration=3600)
-        for _ in range(count))
+        AvatarSession(
+            status=SessionStatus.ACTIVE,
+            started_at=now,
+            visitor_key="bench",
+            created_via="page",
+            max_session_duration=3600,
+        )
+        for _ in range(count)
+    )
     staff, _ = get_user_model().objects.get_or_create(username="bench-staff", defaults={"is_staff": True})
     client = Client()
     client.force_login(staff)
-    print(json.dumps({
-        "sessions": [[str(row.id), credentials.mint(row.id)] for row in rows],
-        "staff_cookie": client.cookies[settings.SESSION_COOKIE_NAME].value,
-    }))
+    print(
+        json.dumps(
+            {
+                "sessions": [[str(row.id), credentials.mint(row.id)] for row in rows],
+                "staff_cookie": client.cookies[settings.SESSION_COOKIE_NAME].value,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

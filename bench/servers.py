@@ -37,20 +37,23 @@ class Workdir:
 def base_env(**extra) -> dict:
     """Production-like settings (DEBUG off) with the bench's own database and layer."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "LIVEAVATAR_API_KEY")}
-    env.update({
-        "DJANGO_DEBUG": "false",
-        "WHITENOISE_USE_FINDERS": "true",
-        "REAPER_INTERVAL_SECONDS": "0",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_DEBUG": "false",
+            "WHITENOISE_USE_FINDERS": "true",
+            "REAPER_INTERVAL_SECONDS": "0",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def manage(env: dict, *args: str, timeout: float = 120) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if result.returncode:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result.stdout
@@ -88,7 +91,9 @@ class PrivateRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -113,9 +118,19 @@ class Daphne:
         self.log_path = workdir.path / f"daphne-{name}.log"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048",
-                 "avatar_site.asgi:application"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-e",
+                    f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048",
+                    "avatar_site.asgi:application",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.ps = psutil.Process(self.process.pid)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -159,8 +174,14 @@ def cpu_of(pids: list[int]) -> dict[int, float]:
 
 def seed(env: dict, sessions: int) -> dict:
     """Live sessions with forwarding credentials and a logged-in staff user, in the server's database."""
-    result = subprocess.run([sys.executable, "-m", "bench.seed", str(sessions)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.seed", str(sessions)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode:
         raise RuntimeError(f"bench.seed failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout)

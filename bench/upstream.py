@@ -42,8 +42,10 @@ class SlowLiveAvatar:
             def _answer(self, body: dict):
                 raw = json.dumps(body).encode()
                 # One write for the headers and the body, as real servers send a small answer.
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                                 % (len(raw), raw))
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(raw), raw)
+                )
 
             def log_message(self, *args):
                 pass

@@ -5,6 +5,10 @@ set -euo pipefail
 PY=.venv/bin/python
 status=0
 
+echo "== Lint (ruff check, ruff format --check)"
+$PY -m ruff check . || status=1
+$PY -m ruff format --check . || status=1
+
 echo "== JavaScript unit tests (node --test)"
 node --test tests/js/ || status=1
 

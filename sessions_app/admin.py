@@ -37,8 +37,16 @@ def _download(body: str, content_type: str, filename: str) -> HttpResponse:
 class AvatarSessionAdmin(admin.ModelAdmin):
     # Every column is a field of the session row (metrics are stored on it), so the list costs the
     # same few queries however many sessions there are.
-    list_display = ["short_id", "status", "started_at", "duration", "turn_count", "median_latency_ms",
-                    "interruption_count", "end_reason"]
+    list_display = [
+        "short_id",
+        "status",
+        "started_at",
+        "duration",
+        "turn_count",
+        "median_latency_ms",
+        "interruption_count",
+        "end_reason",
+    ]
     list_filter = ["status", ("created_at", admin.DateFieldListFilter), "avatar_id", "created_via"]
     search_fields = ["transcript__text", "=id", "=liveavatar_session_id", "end_reason"]
     date_hierarchy = "created_at"
@@ -48,8 +56,21 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         (None, {"fields": ["id", "liveavatar_session_id", "status", "end_reason", "error"]}),
         ("Times", {"fields": ["created_at", "started_at", "ended_at", "last_event_at", "reconciled_at"]}),
         ("Metrics", {"fields": ["turn_count", "median_latency_ms", "avatar_speaking_ms", "interruption_count"]}),
-        ("Configuration", {"fields": ["avatar_id", "is_sandbox", "interactivity", "max_session_duration",
-                                      "created_via", "visitor_key", "open_connections", "config"]}),
+        (
+            "Configuration",
+            {
+                "fields": [
+                    "avatar_id",
+                    "is_sandbox",
+                    "interactivity",
+                    "max_session_duration",
+                    "created_via",
+                    "visitor_key",
+                    "open_connections",
+                    "config",
+                ]
+            },
+        ),
     ]
 
     def has_add_permission(self, request):
@@ -87,42 +108,102 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     @admin.action(description="Export selected sessions as JSON (transcript and events)")
     def export_json(self, request, queryset):
         sessions = self._with_records(queryset)
-        data = [{
-            "id": s.id, "liveavatar_session_id": s.liveavatar_session_id, "status": s.status,
-            "end_reason": s.end_reason, "error": s.error, "avatar_id": s.avatar_id,
-            "created_at": s.created_at, "started_at": s.started_at, "ended_at": s.ended_at,
-            "duration_seconds": s.duration_seconds, "turn_count": s.turn_count,
-            "interruption_count": s.interruption_count, "median_latency_ms": s.median_latency_ms,
-            "avatar_speaking_ms": s.avatar_speaking_ms,
-            "transcript": [{"position": e.position, "speaker": e.speaker, "text": e.text, "started_at": e.started_at,
-                            "ended_at": e.ended_at, "interrupted": e.interrupted, "from_chunks": e.from_chunks,
-                            "origin": e.origin, "latency_ms": e.latency_ms} for e in s.transcript.all()],
-            "events": [{"seq": e.seq, "source": e.source, "client_ts": e.client_ts, "received_at": e.received_at,
-                        "event": e.payload} for e in s.events.all()],
-        } for s in sessions]
-        return _download(json.dumps({"sessions": data}, cls=DjangoJSONEncoder, indent=2), "application/json",
-                         _export_name(sessions, "json"))
+        data = [
+            {
+                "id": s.id,
+                "liveavatar_session_id": s.liveavatar_session_id,
+                "status": s.status,
+                "end_reason": s.end_reason,
+                "error": s.error,
+                "avatar_id": s.avatar_id,
+                "created_at": s.created_at,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "duration_seconds": s.duration_seconds,
+                "turn_count": s.turn_count,
+                "interruption_count": s.interruption_count,
+                "median_latency_ms": s.median_latency_ms,
+                "avatar_speaking_ms": s.avatar_speaking_ms,
+                "transcript": [
+                    {
+                        "position": e.position,
+                        "speaker": e.speaker,
+                        "text": e.text,
+                        "started_at": e.started_at,
+                        "ended_at": e.ended_at,
+                        "interrupted": e.interrupted,
+                        "from_chunks": e.from_chunks,
+                        "origin": e.origin,
+                        "latency_ms": e.latency_ms,
+                    }
+                    for e in s.transcript.all()
+                ],
+                "events": [
+                    {
+                        "seq": e.seq,
+                        "source": e.source,
+                        "client_ts": e.client_ts,
+                        "received_at": e.received_at,
+                        "event": e.payload,
+                    }
+                    for e in s.events.all()
+                ],
+            }
+            for s in sessions
+        ]
+        return _download(
+            json.dumps({"sessions": data}, cls=DjangoJSONEncoder, indent=2),
+            "application/json",
+            _export_name(sessions, "json"),
+        )
 
     @admin.action(description="Export selected transcripts as CSV")
     def export_csv(self, request, queryset):
         sessions = list(queryset.prefetch_related("transcript").order_by("created_at"))
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["session_id", "status", "end_reason", "position", "speaker", "text", "started_at",
-                         "ended_at", "interrupted", "latency_ms", "origin"])
+        writer.writerow(
+            [
+                "session_id",
+                "status",
+                "end_reason",
+                "position",
+                "speaker",
+                "text",
+                "started_at",
+                "ended_at",
+                "interrupted",
+                "latency_ms",
+                "origin",
+            ]
+        )
         for s in sessions:
             for e in s.transcript.all():
-                writer.writerow([s.id, s.status, s.end_reason, e.position, e.speaker, e.text,
-                                 e.started_at.isoformat() if e.started_at else "",
-                                 e.ended_at.isoformat() if e.ended_at else "", e.interrupted,
-                                 "" if e.latency_ms is None else e.latency_ms, e.origin])
+                writer.writerow(
+                    [
+                        s.id,
+                        s.status,
+                        s.end_reason,
+                        e.position,
+                        e.speaker,
+                        e.text,
+                        e.started_at.isoformat() if e.started_at else "",
+                        e.ended_at.isoformat() if e.ended_at else "",
+                        e.interrupted,
+                        "" if e.latency_ms is None else e.latency_ms,
+                        e.origin,
+                    ]
+                )
         return _download(out.getvalue(), "text/csv", _export_name(sessions, "csv"))
 
     @admin.action(description="Export selected transcripts as plain text")
     def export_text(self, request, queryset):
         sessions = list(queryset.prefetch_related("transcript").order_by("created_at"))
-        parts = [f"Session {s.id} ({s.status}{', ' + s.end_reason if s.end_reason else ''})\n"
-                 f"Started {s.started_at or '–'}\n\n{as_text(s.transcript.all())}" for s in sessions]
+        parts = [
+            f"Session {s.id} ({s.status}{', ' + s.end_reason if s.end_reason else ''})\n"
+            f"Started {s.started_at or '–'}\n\n{as_text(s.transcript.all())}"
+            for s in sessions
+        ]
         return _download("\n\n".join(parts), "text/plain; charset=utf-8", _export_name(sessions, "txt"))
 
     @admin.action(description="End selected live sessions (stop at LiveAvatar)")

@@ -21,20 +21,43 @@ def check_secret_key(app_configs, **kwargs):
 def check_liveavatar(app_configs, **kwargs):
     problems = []
     if settings.LIVEAVATAR_INTERACTIVITY not in ("CONVERSATIONAL", "PUSH_TO_TALK"):
-        problems.append(Error(f"LIVEAVATAR_INTERACTIVITY is {settings.LIVEAVATAR_INTERACTIVITY!r}.",
-                              hint="Use CONVERSATIONAL or PUSH_TO_TALK.", id="sessions_app.E002"))
+        problems.append(
+            Error(
+                f"LIVEAVATAR_INTERACTIVITY is {settings.LIVEAVATAR_INTERACTIVITY!r}.",
+                hint="Use CONVERSATIONAL or PUSH_TO_TALK.",
+                id="sessions_app.E002",
+            )
+        )
     if settings.LIVEAVATAR_VIDEO_QUALITY not in ("very_high", "high", "medium", "low"):
-        problems.append(Error(f"LIVEAVATAR_VIDEO_QUALITY is {settings.LIVEAVATAR_VIDEO_QUALITY!r}.",
-                              hint="Use very_high, high, medium or low.", id="sessions_app.E003"))
+        problems.append(
+            Error(
+                f"LIVEAVATAR_VIDEO_QUALITY is {settings.LIVEAVATAR_VIDEO_QUALITY!r}.",
+                hint="Use very_high, high, medium or low.",
+                id="sessions_app.E003",
+            )
+        )
     if settings.PRODUCTION and settings.LIVEAVATAR_EMULATOR:
-        problems.append(Warning("LIVEAVATAR_API_KEY is not set: production is running the built-in emulator.",
-                                hint="Set LIVEAVATAR_API_KEY to talk to the real LiveAvatar.",
-                                id="sessions_app.W001"))
+        problems.append(
+            Warning(
+                "LIVEAVATAR_API_KEY is not set: production is running the built-in emulator.",
+                hint="Set LIVEAVATAR_API_KEY to talk to the real LiveAvatar.",
+                id="sessions_app.W001",
+            )
+        )
     if settings.PRODUCTION and "InMemoryChannelLayer" in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
-        problems.append(Warning("The in-memory channel layer serves one process only.",
-                                hint="Set REDIS_URL when running several Daphne processes.",
-                                id="sessions_app.W002"))
+        problems.append(
+            Warning(
+                "The in-memory channel layer serves one process only.",
+                hint="Set REDIS_URL when running several Daphne processes.",
+                id="sessions_app.W002",
+            )
+        )
     if settings.PRODUCTION and settings.BENCH_ECHO:
-        problems.append(Warning("BENCH_ECHO is on: an unauthenticated echo websocket is served.",
-                                hint="Unset BENCH_ECHO; it is for make bench only.", id="sessions_app.W003"))
+        problems.append(
+            Warning(
+                "BENCH_ECHO is on: an unauthenticated echo websocket is served.",
+                hint="Unset BENCH_ECHO; it is for make bench only.",
+                id="sessions_app.W003",
+            )
+        )
     return problems

@@ -55,8 +55,13 @@ def session_dict(session: AvatarSession) -> dict:
 
 
 def entry_dict(entry: TranscriptEntry) -> dict:
-    return {"position": entry.position, "speaker": entry.speaker, "text": entry.text,
-            "interrupted": entry.interrupted, "partial": entry.from_chunks}
+    return {
+        "position": entry.position,
+        "speaker": entry.speaker,
+        "text": entry.text,
+        "interrupted": entry.interrupted,
+        "partial": entry.from_chunks,
+    }
 
 
 def snapshot() -> list[dict]:
@@ -67,8 +72,12 @@ def snapshot() -> list[dict]:
 
 async def broadcast(session: AvatarSession, entries: list[TranscriptEntry] = ()) -> None:
     """Tell the staff feed what changed in one session (server-side stop, reconcile, expiry)."""
-    await send([{"type": "session", "session": session},
-                *({"type": "transcript", "session_id": str(session.id), "entry": entry_dict(e)} for e in entries)])
+    await send(
+        [
+            {"type": "session", "session": session},
+            *({"type": "transcript", "session_id": str(session.id), "entry": entry_dict(e)} for e in entries),
+        ]
+    )
 
 
 async def send(messages: list[dict]) -> None:
@@ -112,10 +121,14 @@ def _percentile(values: list[int], pct: float) -> int | None:
 
 def _period(start: datetime, end: datetime) -> dict:
     sessions = AvatarSession.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
-        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED))
+        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED)
+    )
     rows = list(sessions.values_list("status", "end_reason", "started_at", "ended_at", "interruption_count"))
-    latencies = list(TranscriptEntry.objects.filter(session__in=sessions, latency_ms__isnull=False)
-                     .values_list("latency_ms", flat=True))
+    latencies = list(
+        TranscriptEntry.objects.filter(session__in=sessions, latency_ms__isnull=False).values_list(
+            "latency_ms", flat=True
+        )
+    )
     seconds = sum(((ended or end) - started).total_seconds() for _, _, started, ended, _ in rows if started)
     failures: dict[str, int] = {}
     for status, reason, *_ in rows:
@@ -136,8 +149,11 @@ def figures(now: datetime | None = None) -> dict:
     now = now or timezone.now()
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week_start = today - timedelta(days=6)
-    created = AvatarSession.objects.filter(created_at__gte=week_start).exclude(
-        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED)).values_list("created_at", flat=True)
+    created = (
+        AvatarSession.objects.filter(created_at__gte=week_start)
+        .exclude(status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED))
+        .values_list("created_at", flat=True)
+    )
     counts = {}
     for moment in created:
         day = timezone.localtime(moment).date()

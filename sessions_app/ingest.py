@@ -70,8 +70,9 @@ def parse_message(raw: str | bytes) -> list:
     """Raw message text → the list of event items, or IngestError (too_large, malformed_json, bad_envelope)."""
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > settings.INGEST_MAX_MESSAGE_BYTES:
-        raise IngestError("too_large", f"Message of {size} bytes; the limit is "
-                          f"{settings.INGEST_MAX_MESSAGE_BYTES}.", 413)
+        raise IngestError(
+            "too_large", f"Message of {size} bytes; the limit is {settings.INGEST_MAX_MESSAGE_BYTES}.", 413
+        )
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -84,8 +85,9 @@ def validate_envelope(obj) -> list:
     if not isinstance(obj, dict) or obj.get("type", "events") != "events" or not isinstance(obj.get("events"), list):
         raise IngestError("bad_envelope", 'Expected {"type": "events", "events": [...]}.')
     if len(obj["events"]) > settings.INGEST_MAX_BATCH:
-        raise IngestError("too_large", f"{len(obj['events'])} events; at most {settings.INGEST_MAX_BATCH} "
-                          "a message.", 413)
+        raise IngestError(
+            "too_large", f"{len(obj['events'])} events; at most {settings.INGEST_MAX_BATCH} a message.", 413
+        )
     return obj["events"]
 
 
@@ -128,7 +130,9 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
             valid.append(item)
         else:
             seq = item.get("seq") if isinstance(item, dict) else None
-            result.errors.append({"code": "bad_event", "message": problem, "seqs": [seq] if isinstance(seq, int) else []})
+            result.errors.append(
+                {"code": "bad_event", "message": problem, "seqs": [seq] if isinstance(seq, int) else []}
+            )
     if not valid:
         return result
     await _writer().store(session.pk, valid)
@@ -155,6 +159,7 @@ _sqlite_writes = threading.Lock()
 
 def _writing():
     return _sqlite_writes if connection.vendor == "sqlite" else contextlib.nullcontext()
+
 
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
 
@@ -247,8 +252,11 @@ class _Writer:
         except BaseException as exc:
             for batch in self.pending:
                 if not batch.future.done():
-                    batch.future.set_exception(IngestError("server_busy", "The server could not store these "
-                                                           "events; send them again later.", 503))
+                    batch.future.set_exception(
+                        IngestError(
+                            "server_busy", "The server could not store these events; send them again later.", 503
+                        )
+                    )
             self.pending.clear()
             if not isinstance(exc, Exception):
                 raise
@@ -268,8 +276,9 @@ class _Writer:
         if not waiting or (busy and self.rebuilding):
             return None
         held = busy and now < self.next_rebuild_at
-        return max(0.0, min(max(self.ready_at(sid, busy), self.next_rebuild_at if held else 0)
-                            for sid in waiting) - now)
+        return max(
+            0.0, min(max(self.ready_at(sid, busy), self.next_rebuild_at if held else 0) for sid in waiting) - now
+        )
 
     def ready_at(self, sid, busy: bool) -> float:
         """Loop time from which a session's transcript may be rebuilt: RETRY_AFTER after a failed
@@ -411,12 +420,17 @@ class _Writer:
             self.inflight = {}
             raise
         if failure is not None:
-            log.warning("ingest of %d events from %d batches failed: %s",
-                        sum(len(b.items) for b in batches), len(batches), failure)
+            log.warning(
+                "ingest of %d events from %d batches failed: %s",
+                sum(len(b.items) for b in batches),
+                len(batches),
+                failure,
+            )
             for batch in batches:
                 if not batch.future.done():
-                    batch.future.set_exception(IngestError(
-                        "server_busy", "The database is unavailable; send these events again later.", 503))
+                    batch.future.set_exception(
+                        IngestError("server_busy", "The database is unavailable; send these events again later.", 503)
+                    )
             return
         for batch in batches:
             if not batch.future.done():  # normally done already by `committed`
@@ -468,8 +482,16 @@ def _rebuilt_frames(rebuilt: dict, sessions: dict) -> list[dict]:
 
 LIFECYCLE_FIELDS = ["status", "started_at", "ended_at", "end_reason", "error"]
 # What the flush reads of a session: its status machine and what the feed shows (dashboard.session_dict).
-SESSION_FIELDS = ["id", *LIFECYCLE_FIELDS, "avatar_id", "created_at", "last_event_at", "turn_count",
-                  "interruption_count", "median_latency_ms"]
+SESSION_FIELDS = [
+    "id",
+    *LIFECYCLE_FIELDS,
+    "avatar_id",
+    "created_at",
+    "last_event_at",
+    "turn_count",
+    "interruption_count",
+    "median_latency_ms",
+]
 
 
 def _store(batches: list[tuple[object, list[dict]]]) -> dict:
@@ -514,25 +536,30 @@ def _statements() -> dict:
     fields = [f for f in meta.concrete_fields if f.name in SESSION_FIELDS]  # Model.from_db takes the model's order
     columns = ", ".join(ops.quote_name(f.column) for f in fields)
     touch = "UPDATE {} SET {} = %s WHERE {} IN ({{ids}}) RETURNING {}".format(
-        ops.quote_name(meta.db_table), ops.quote_name(meta.get_field("last_event_at").column),
-        ops.quote_name(meta.pk.column), columns)
+        ops.quote_name(meta.db_table),
+        ops.quote_name(meta.get_field("last_event_at").column),
+        ops.quote_name(meta.pk.column),
+        columns,
+    )
     converters = rawsql.converters(meta, fields)
     events = [SessionEvent._meta.get_field(name) for name in EVENT_FIELDS]
     event_columns = ", ".join(ops.quote_name(f.column) for f in events)
     on_conflict = OnConflict.IGNORE
-    insert = "{} {} ({}) VALUES {{rows}} {}".format(
-        ops.insert_statement(on_conflict=on_conflict), ops.quote_name(SessionEvent._meta.db_table), event_columns,
-        ops.on_conflict_suffix_sql(events, on_conflict, None, None))
-    built = {"touch": touch, "converters": converters, "names": [f.attname for f in fields], "insert": insert,
-             "row": "({})".format(", ".join(["%s"] * len(events)))}
+    insert = f"{ops.insert_statement(on_conflict=on_conflict)} {ops.quote_name(SessionEvent._meta.db_table)} ({event_columns}) VALUES {{rows}} {ops.on_conflict_suffix_sql(events, on_conflict, None, None)}"  # noqa: E501
+    built = {
+        "touch": touch,
+        "converters": converters,
+        "names": [f.attname for f in fields],
+        "insert": insert,
+        "row": "({})".format(", ".join(["%s"] * len(events))),
+    }
     if connection.vendor == "postgresql":
         # The events of sessions that exist (those the UPDATE returned), typed for their columns.
         built["touch_and_insert"] = (
-            "WITH touched AS ({touch}), stored AS (INSERT INTO {table} ({event_columns}) SELECT * FROM (VALUES {{rows}})"
-            " AS event ({event_columns}) WHERE {session} IN (SELECT {pk} FROM touched) ON CONFLICT DO NOTHING)"
-            " SELECT {columns} FROM touched").format(
-            touch=touch, table=ops.quote_name(SessionEvent._meta.db_table), event_columns=event_columns,
-            session=ops.quote_name(events[0].column), pk=ops.quote_name(meta.pk.column), columns=columns)
+            f"WITH touched AS ({touch}), stored AS (INSERT INTO {ops.quote_name(SessionEvent._meta.db_table)} ({event_columns}) SELECT * FROM (VALUES {{rows}})"  # noqa: E501
+            f" AS event ({event_columns}) WHERE {ops.quote_name(events[0].column)} IN (SELECT {ops.quote_name(meta.pk.column)} FROM touched) ON CONFLICT DO NOTHING)"  # noqa: E501
+            f" SELECT {columns} FROM touched"
+        )
         built["typed_row"] = "({})".format(", ".join(f"%s::{f.db_type(connection)}" for f in events))
     _sql[connection.vendor] = built
     return built
@@ -551,15 +578,19 @@ def _touch_and_insert(by_session: dict, now: datetime) -> dict:
     sql = _statements()
     pk = AvatarSession._meta.pk
     ids = list(by_session)
-    params = [AvatarSession._meta.get_field("last_event_at").get_db_prep_save(now, connection),
-              *(pk.get_db_prep_value(sid, connection) for sid in ids)]
+    params = [
+        AvatarSession._meta.get_field("last_event_at").get_db_prep_save(now, connection),
+        *(pk.get_db_prep_value(sid, connection) for sid in ids),
+    ]
     placeholders = ", ".join(["%s"] * len(ids))
     rows = [(sid, item) for sid, items in by_session.items() for item in items]
     with connection.cursor() as cursor:
         if "touch_and_insert" in sql:
             first, rows = rows[:INSERT_CHUNK], rows[INSERT_CHUNK:]
-            cursor.execute(sql["touch_and_insert"].format(ids=placeholders, rows=", ".join([sql["typed_row"]] * len(first))),
-                           params + _event_params(first, now))
+            cursor.execute(
+                sql["touch_and_insert"].format(ids=placeholders, rows=", ".join([sql["typed_row"]] * len(first))),
+                params + _event_params(first, now),
+            )
         else:
             cursor.execute(sql["touch"].format(ids=placeholders), params)
         sessions = {}
@@ -568,7 +599,7 @@ def _touch_and_insert(by_session: dict, now: datetime) -> dict:
             sessions[session.pk] = session
         rows = [(sid, item) for sid, item in rows if sid in sessions]
         for start in range(0, len(rows), INSERT_CHUNK):
-            chunk = rows[start:start + INSERT_CHUNK]
+            chunk = rows[start : start + INSERT_CHUNK]
             cursor.execute(sql["insert"].format(rows=", ".join([sql["row"]] * len(chunk))), _event_params(chunk, now))
     return sessions
 
@@ -582,10 +613,17 @@ def _event_params(rows: list[tuple[object, dict]], now: datetime) -> list:
     for sid, item in rows:
         event = item["event"]
         params += [
-            session_field.get_db_prep_save(sid, connection), item["seq"], event.get("event_id") or "",
-            event["event_type"], item["source"], json.dumps(event),
-            ops.adapt_datetimefield_value(datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)) if item.get("ts") else None,
-            received]
+            session_field.get_db_prep_save(sid, connection),
+            item["seq"],
+            event.get("event_id") or "",
+            event["event_type"],
+            item["source"],
+            json.dumps(event),
+            ops.adapt_datetimefield_value(datetime.fromtimestamp(item["ts"] / 1000, tz=UTC))
+            if item.get("ts")
+            else None,
+            received,
+        ]
     return params
 
 

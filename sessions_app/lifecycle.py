@@ -19,8 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import background, dashboard, liveavatar, transcript
-from .transcript_rows import write_entries
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
+from .transcript_rows import write_entries
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSe
     return session
 
 
-async def stop_session(session: AvatarSession, reason: str = "USER_CLOSED",
-                       end_reason: str | None = None) -> AvatarSession:
+async def stop_session(
+    session: AvatarSession, reason: str = "USER_CLOSED", end_reason: str | None = None
+) -> AvatarSession:
     """Stop the session at LiveAvatar (API key + session id) and mark it ended.
 
     `reason` is what LiveAvatar is told (SessionEndReasonEnum); `end_reason` what we store, when it
@@ -124,8 +125,14 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
             speaker, words = utterance.get("role"), transcript.normalized(utterance.get("transcript") or "")
             if speaker not in Speaker.values or not words:
                 continue
-            same = next((i for i, e in enumerate(merged) if not matched[i] and e["speaker"] == speaker
-                         and transcript.normalized(e["text"]) == words), None)
+            same = next(
+                (
+                    i
+                    for i, e in enumerate(merged)
+                    if not matched[i] and e["speaker"] == speaker and transcript.normalized(e["text"]) == words
+                ),
+                None,
+            )
             if same is not None:
                 matched[same], anchor = True, same
                 continue
@@ -135,14 +142,23 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
             if at is None or (before and at < before) or (after and at > after):
                 at = before or after or at  # keep the place found above when the entries are sorted by time
             anchor += 1
-            merged.insert(anchor, {"speaker": speaker, "text": utterance["transcript"].strip(), "started_at": at,
-                                   "ended_at": None, "interrupted": False, "from_chunks": False,
-                                   "origin": TranscriptOrigin.LIVEAVATAR, "latency_ms": None})
+            merged.insert(
+                anchor,
+                {
+                    "speaker": speaker,
+                    "text": utterance["transcript"].strip(),
+                    "started_at": at,
+                    "ended_at": None,
+                    "interrupted": False,
+                    "from_chunks": False,
+                    "origin": TranscriptOrigin.LIVEAVATAR,
+                    "latency_ms": None,
+                },
+            )
             matched.insert(anchor, True)
             added += 1
         changed = []
         if added:
-
             changed = write_entries(session, merged)
         session.reconciled_at = timezone.now()
         session.save()
@@ -150,8 +166,10 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
 
 
 def _as_dict(entry: TranscriptEntry) -> dict:
-    return {field: getattr(entry, field) for field in
-            ("speaker", "text", "started_at", "ended_at", "interrupted", "from_chunks", "origin", "latency_ms")}
+    return {
+        field: getattr(entry, field)
+        for field in ("speaker", "text", "started_at", "ended_at", "interrupted", "from_chunks", "origin", "latency_ms")
+    }
 
 
 async def reconcile(session: AvatarSession) -> int:
@@ -174,12 +192,19 @@ def _due(now: datetime) -> tuple[list, list, list]:
     no_socket = Q(open_connections__lte=0) | Q(last_event_at__lt=now - 3 * (now - grace))
     # A started session that never forwarded an event (page died at once) is judged by its start time.
     silent = Q(last_event_at__lt=grace) | Q(last_event_at__isnull=True, started_at__lt=grace)
-    orphans = list(AvatarSession.objects.filter(
-        no_socket, silent, status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE)))
-    expired = list(AvatarSession.objects.filter(
-        status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=settings.TOKEN_EXPIRY_SECONDS)))
-    unreconciled = list(AvatarSession.objects.filter(
-        status=SessionStatus.ENDED, reconciled_at__isnull=True, liveavatar_session_id__isnull=False))
+    orphans = list(
+        AvatarSession.objects.filter(no_socket, silent, status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE))
+    )
+    expired = list(
+        AvatarSession.objects.filter(
+            status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=settings.TOKEN_EXPIRY_SECONDS)
+        )
+    )
+    unreconciled = list(
+        AvatarSession.objects.filter(
+            status=SessionStatus.ENDED, reconciled_at__isnull=True, liveavatar_session_id__isnull=False
+        )
+    )
     return orphans, expired, unreconciled
 
 
@@ -232,8 +257,9 @@ async def _start_reaper(sender, **kwargs) -> None:
     # Only a real ASGI server starts it (the test client's handler is not an ASGIHandler).
     if not issubclass(sender, ASGIHandler) or _reaper is not None or settings.REAPER_INTERVAL_SECONDS <= 0:
         return
-    _reaper = asyncio.get_running_loop().create_task(_reap_forever(settings.REAPER_INTERVAL_SECONDS),
-                                                    context=background.detached_context())
+    _reaper = asyncio.get_running_loop().create_task(
+        _reap_forever(settings.REAPER_INTERVAL_SECONDS), context=background.detached_context()
+    )
 
 
 request_started.connect(_start_reaper, dispatch_uid="sessions_app.reaper")

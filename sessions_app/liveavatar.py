@@ -120,8 +120,16 @@ class LiveAvatarError(Exception):
     bad_response, error.
     """
 
-    def __init__(self, message: str, *, kind: str, status: int | None = None, code: int | None = None,
-                 retry_after: float | None = None, sent: bool = True):
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        code: int | None = None,
+        retry_after: float | None = None,
+        sent: bool = True,
+    ):
         super().__init__(message)
         self.message = message
         self.kind = kind
@@ -132,8 +140,9 @@ class LiveAvatarError(Exception):
         self.sent = sent
 
     def __str__(self):
-        details = ", ".join(f"{name} {value}" for name, value in (("HTTP", self.status), ("code", self.code))
-                            if value is not None)
+        details = ", ".join(
+            f"{name} {value}" for name, value in (("HTTP", self.status), ("code", self.code)) if value is not None
+        )
         return f"{self.message} ({self.kind}{', ' + details if details else ''})"
 
     @property
@@ -190,8 +199,15 @@ def _retry_after(response: httpx.Response) -> float | None:
 class LiveAvatarClient:
     """One LiveAvatar account (or the emulator). Cheap to build: calls share the loop's connection pool."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float | None = None,
-                 max_retries: int | None = None, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         seconds = settings.LIVEAVATAR_TIMEOUT_SECONDS if timeout is None else timeout
@@ -221,8 +237,9 @@ class LiveAvatarClient:
         body = {} if session_token else {"session_id": session_id}
         await self._request("POST", "/v1/sessions/keep-alive", json=body, bearer=session_token)
 
-    async def stop(self, session_id: str | None = None, session_token: str | None = None,
-                   reason: str = "USER_CLOSED") -> None:
+    async def stop(
+        self, session_id: str | None = None, session_token: str | None = None, reason: str = "USER_CLOSED"
+    ) -> None:
         """POST /v1/sessions/stop. A 404 (session already gone) raises kind "not_found"."""
         body = {"reason": reason} if session_token else {"session_id": session_id, "reason": reason}
         await self._request("POST", "/v1/sessions/stop", json=body, bearer=session_token)
@@ -261,8 +278,17 @@ class LiveAvatarClient:
 
     # The one place that talks HTTP
 
-    async def _request(self, method: str, path: str, *, json: dict | None = None, params: dict | None = None,
-                       bearer: str | None = None, idempotent: bool = True, on_sent: Callable[[], None] | None = None):
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        params: dict | None = None,
+        bearer: str | None = None,
+        idempotent: bool = True,
+        on_sent: Callable[[], None] | None = None,
+    ):
         headers = {"Accept": "application/json", "User-Agent": "avatar_site"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -297,22 +323,32 @@ class LiveAvatarClient:
     async def _attempt(self, http, method, path, headers, json, params, extensions):
         """One HTTP exchange: the unwrapped data on success, else the LiveAvatarError (not raised)."""
         try:
-            response = await http.request(method, path, headers=headers, json=json, params=params,
-                                          extensions=extensions)
+            response = await http.request(
+                method, path, headers=headers, json=json, params=params, extensions=extensions
+            )
         except httpx.TimeoutException as exc:
-            return LiveAvatarError(f"LiveAvatar did not answer in time: {type(exc).__name__}", kind="timeout",
-                                   sent=not isinstance(exc, httpx.ConnectTimeout))
+            return LiveAvatarError(
+                f"LiveAvatar did not answer in time: {type(exc).__name__}",
+                kind="timeout",
+                sent=not isinstance(exc, httpx.ConnectTimeout),
+            )
         except httpx.TransportError as exc:
-            return LiveAvatarError(f"LiveAvatar unreachable: {type(exc).__name__}", kind="unavailable",
-                                   sent=not isinstance(exc, httpx.ConnectError))
+            return LiveAvatarError(
+                f"LiveAvatar unreachable: {type(exc).__name__}",
+                kind="unavailable",
+                sent=not isinstance(exc, httpx.ConnectError),
+            )
         if response.is_success:
             if not response.content:
                 return None
             try:
                 body = response.json()
             except ValueError:
-                return LiveAvatarError("LiveAvatar answered with something that is not JSON", kind="bad_response",
-                                       status=response.status_code)
+                return LiveAvatarError(
+                    "LiveAvatar answered with something that is not JSON",
+                    kind="bad_response",
+                    status=response.status_code,
+                )
             if isinstance(body, dict) and "code" in body and "data" in body:
                 return body["data"]
             return body
@@ -320,8 +356,13 @@ class LiveAvatarClient:
         # An upstream that quotes our key back must not carry it into logs, rows and API answers.
         if self._api_key:
             message = message.replace(self._api_key, "[redacted]")
-        return LiveAvatarError(message, kind=_kind_for(response.status_code, message), status=response.status_code,
-                               code=code, retry_after=_retry_after(response))
+        return LiveAvatarError(
+            message,
+            kind=_kind_for(response.status_code, message),
+            status=response.status_code,
+            code=code,
+            retry_after=_retry_after(response),
+        )
 
     def _retry_delay(self, error: LiveAvatarError, attempt: int, idempotent: bool) -> float | None:
         """Seconds to wait before trying again, or None to give up."""

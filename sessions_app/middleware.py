@@ -23,18 +23,20 @@ def content_security_policy() -> str:
     connect = ["'self'"]
     if not settings.LIVEAVATAR_EMULATOR:
         connect += [_origin(settings.LIVEAVATAR_API_URL), *settings.LIVEAVATAR_LIVEKIT_HOSTS]
-    return "; ".join([
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob: mediastream:",
-        f"connect-src {' '.join(connect)}",
-        "frame-ancestors 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "object-src 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob: mediastream:",
+            f"connect-src {' '.join(connect)}",
+            "frame-ancestors 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "object-src 'none'",
+        ]
+    )
 
 
 class ContentSecurityPolicyMiddleware:

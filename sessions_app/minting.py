@@ -82,7 +82,8 @@ def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) ->
         cursor.execute(
             f"SELECT (SELECT COUNT(*) FROM {table} WHERE visitor_key = %s AND created_at >= %s),"
             f" (SELECT COUNT(*) FROM {table} WHERE client_address = %s AND created_via = %s AND created_at >= %s)",
-            [visitor_key, since, address, created_via, since])
+            [visitor_key, since, address, created_via, since],
+        )
         by_visitor, by_address = cursor.fetchone()
     return by_visitor >= settings.MINT_RATE_PER_MINUTE or by_address >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE
 
@@ -92,14 +93,18 @@ def _insert(session: AvatarSession) -> None:
     meta, ops = AvatarSession._meta, connection.ops
     fields = meta.local_concrete_fields
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        ops.quote_name(meta.db_table), ", ".join(ops.quote_name(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)))
+        ops.quote_name(meta.db_table),
+        ", ".join(ops.quote_name(f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [f.get_db_prep_save(getattr(session, f.attname), connection) for f in fields])
     session._state.adding, session._state.db = False, connection.alias
 
 
-async def _save_outcome(session: AvatarSession, inserting: asyncio.Future | None, changes: dict, save: bool = True) -> None:
+async def _save_outcome(
+    session: AvatarSession, inserting: asyncio.Future | None, changes: dict, save: bool = True
+) -> None:
     """Apply LiveAvatar's outcome (`changes`) to the session and store it: by an UPDATE once the
     INSERT started in the wait has run (it stored the session as it was before), or with the INSERT
     when there was no wait. `save=False` leaves that UPDATE to the caller."""
@@ -113,10 +118,15 @@ async def _save_outcome(session: AvatarSession, inserting: asyncio.Future | None
         await sync_to_async(session.save)(update_fields=list(changes))
 
 
-async def mint_session(*, visitor_key: str, client_address: str = "", created_via: str = "page",
-                       overrides: dict | None = None,
-                       while_waiting: Callable[[AvatarSession], None] | None = None,
-                       defer_liveavatar_id: bool = False) -> tuple[AvatarSession, str]:
+async def mint_session(
+    *,
+    visitor_key: str,
+    client_address: str = "",
+    created_via: str = "page",
+    overrides: dict | None = None,
+    while_waiting: Callable[[AvatarSession], None] | None = None,
+    defer_liveavatar_id: bool = False,
+) -> tuple[AvatarSession, str]:
     """Mint a token and store the AvatarSession; returns (session, session_token).
 
     Raises MintRateLimited before calling LiveAvatar when the visitor (or its address) minted too
@@ -154,11 +164,15 @@ async def mint_session(*, visitor_key: str, client_address: str = "", created_vi
         token = await liveavatar.get_client().create_token(config, on_sent=sent)
     except liveavatar.LiveAvatarError as error:
         logger.warning("Minting a LiveAvatar token failed: %s", error)
-        await _save_outcome(session, inserting, {"status": SessionStatus.FAILED, "error": error.visitor_message,
-                                                 "ended_at": timezone.now()})
+        await _save_outcome(
+            session,
+            inserting,
+            {"status": SessionStatus.FAILED, "error": error.visitor_message, "ended_at": timezone.now()},
+        )
         raise MintError(session, error) from error
-    await _save_outcome(session, inserting, {"liveavatar_session_id": token["session_id"]},
-                        save=not defer_liveavatar_id)
+    await _save_outcome(
+        session, inserting, {"liveavatar_session_id": token["session_id"]}, save=not defer_liveavatar_id
+    )
     return session, token["session_token"]
 
 

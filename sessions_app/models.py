@@ -19,8 +19,13 @@ class SessionStatus(models.TextChoices):
 
 # Legal moves of the status machine; anything else is ignored and logged.
 TRANSITIONS = {
-    SessionStatus.CREATED: {SessionStatus.STARTED, SessionStatus.ACTIVE, SessionStatus.ENDED,
-                            SessionStatus.FAILED, SessionStatus.EXPIRED},
+    SessionStatus.CREATED: {
+        SessionStatus.STARTED,
+        SessionStatus.ACTIVE,
+        SessionStatus.ENDED,
+        SessionStatus.FAILED,
+        SessionStatus.EXPIRED,
+    },
     SessionStatus.STARTED: {SessionStatus.ACTIVE, SessionStatus.ENDED, SessionStatus.FAILED},
     SessionStatus.ACTIVE: {SessionStatus.ENDED, SessionStatus.FAILED},
     SessionStatus.ENDED: set(),
@@ -117,8 +122,9 @@ class SessionEvent(models.Model):
         ordering = ["session", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["session", "seq"], name="event_unique_seq"),
-            models.UniqueConstraint(fields=["session", "source", "event_id"], name="event_unique_event_id",
-                                    condition=~models.Q(event_id="")),
+            models.UniqueConstraint(
+                fields=["session", "source", "event_id"], name="event_unique_event_id", condition=~models.Q(event_id="")
+            ),
         ]
 
     def __str__(self):
@@ -147,8 +153,9 @@ class TranscriptEntry(models.Model):
     interrupted = models.BooleanField(default=False)
     from_chunks = models.BooleanField(default=False, help_text="Built from partial chunks: no final arrived.")
     origin = models.CharField(max_length=16, choices=TranscriptOrigin.choices, default=TranscriptOrigin.BROWSER)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True,
-                                             help_text="Avatar turns: user stopped speaking → avatar started.")
+    latency_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Avatar turns: user stopped speaking → avatar started."
+    )
 
     class Meta:
         ordering = ["session", "position"]

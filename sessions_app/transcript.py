@@ -17,10 +17,21 @@ STOPS = {"session.stopped", "session_stopped", "client.stopped"}
 # transcription of it, so it is the visitor's utterance itself.
 TYPED_QUESTION = "avatar.speak_response"
 # Events that can change the transcript; a batch without any of them leaves it as it is.
-TRANSCRIPT_EVENTS = USER_CHUNKS | AVATAR_CHUNKS | STOPS | {
-    "user.speak_started", "user.speak_ended", "user.transcription",
-    "avatar.speak_started", "avatar.speak_ended", "avatar.transcription", "avatar.interrupt", TYPED_QUESTION,
-}
+TRANSCRIPT_EVENTS = (
+    USER_CHUNKS
+    | AVATAR_CHUNKS
+    | STOPS
+    | {
+        "user.speak_started",
+        "user.speak_ended",
+        "user.transcription",
+        "avatar.speak_started",
+        "avatar.speak_ended",
+        "avatar.transcription",
+        "avatar.interrupt",
+        TYPED_QUESTION,
+    }
+)
 
 
 @dataclass
@@ -102,8 +113,13 @@ class _Builder:
     # avatar side
     def on_avatar_final(self, ts, text):
         turn = self.avatar_speaking
-        if turn is None and self.avatar_last is not None and self.avatar_last.final is None \
-                and not self.avatar_queue and self.user is None:
+        if (
+            turn is None
+            and self.avatar_last is not None
+            and self.avatar_last.final is None
+            and not self.avatar_queue
+            and self.user is None
+        ):
             turn = self.avatar_last  # final sent after the speech it belongs to
         if turn is None or turn.final is not None:
             turn = self.new("avatar", ts)
@@ -132,8 +148,9 @@ class _Builder:
             return
         turn.ended_at = ts
         # Speech that stopped before the text was all said was cut short (chunks are what was said).
-        if cut_short or (turn.final is not None and turn.chunks
-                         and _words(_join_increments(turn.chunks)) < _words(turn.final)):
+        if cut_short or (
+            turn.final is not None and turn.chunks and _words(_join_increments(turn.chunks)) < _words(turn.final)
+        ):
             turn.interrupted = True
         self.avatar_speaking = None
 
@@ -151,8 +168,13 @@ class _Builder:
     def quiet(self) -> bool:
         """Nothing open: the turns so far can no longer change, and a fresh builder would fold
         whatever follows exactly as this one does (a checkpoint for incremental builds)."""
-        return (self.user is None and not self.avatar_queue and self.avatar_speaking is None
-                and self.user_ended_at is None and (self.avatar_last is None or self.avatar_last.final is not None))
+        return (
+            self.user is None
+            and not self.avatar_queue
+            and self.avatar_speaking is None
+            and self.user_ended_at is None
+            and (self.avatar_last is None or self.avatar_last.final is not None)
+        )
 
 
 def _fold(items: list[dict]) -> tuple[list[_Turn], list[tuple[int, int]]]:
@@ -204,8 +226,9 @@ def build(items: list[dict]) -> list[dict]:
     return build_after(items)[0]
 
 
-def build_after(items: list[dict], position: int = 0, floor: int | None = None
-                ) -> tuple[list[dict], tuple[int, int] | None] | None:
+def build_after(
+    items: list[dict], position: int = 0, floor: int | None = None
+) -> tuple[list[dict], tuple[int, int] | None] | None:
     """`build` for the events that follow a checkpoint, whose `position` entries are already built.
 
     Returns (entries numbered from position + 1, the new checkpoint or None), or None when an entry
@@ -253,8 +276,11 @@ def metrics(entries: list[dict]) -> dict:
     """Per-session figures from transcript entries (as `build` returns them, or model rows as dicts)."""
     avatar = [e for e in entries if e["speaker"] == "avatar"]
     latencies = [e["latency_ms"] for e in avatar if e.get("latency_ms") is not None]
-    speaking = sum(_ms(e["ended_at"]) - _ms(e["started_at"]) for e in avatar
-                   if e["started_at"] is not None and e["ended_at"] is not None)
+    speaking = sum(
+        _ms(e["ended_at"]) - _ms(e["started_at"])
+        for e in avatar
+        if e["started_at"] is not None and e["ended_at"] is not None
+    )
     return {
         "turn_count": len(entries),
         "interruption_count": sum(1 for e in avatar if e["interrupted"]),

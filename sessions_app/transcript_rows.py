@@ -41,8 +41,11 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
     with writing(), transaction.atomic():
         sessions = _sessions(ids, lock=True)  # a session deleted meanwhile is left out
         current = _entries_after({sid: plans[sid].start for sid in sessions})
-        stale = {sid: session for sid, session in sessions.items()
-                 if plans[sid].basis != (_checkpoint(session), current[sid])}
+        stale = {
+            sid: session
+            for sid, session in sessions.items()
+            if plans[sid].basis != (_checkpoint(session), current[sid])
+        }
         plans = {**{sid: plans[sid] for sid in sessions}, **_plan(stale, lowest)}
         _apply(plans.values())
         _update_rows([plan.session for plan in plans.values()], [*METRIC_FIELDS, *CHECKPOINT_FIELDS])
@@ -61,11 +64,16 @@ def _sessions(ids: list, lock: bool = False) -> dict:
     fields = [f for f in meta.concrete_fields if f.name in ("id", *METRIC_FIELDS, *CHECKPOINT_FIELDS)]
     sessions = {}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT {} FROM {} WHERE {} IN ({}){}".format(
-            ", ".join(ops.quote_name(f.column) for f in fields), ops.quote_name(meta.db_table),
-            ops.quote_name(meta.pk.column), ", ".join(["%s"] * len(ids)),
-            " FOR UPDATE" if lock and connection.features.has_select_for_update else ""),
-            [meta.pk.get_db_prep_value(sid, connection) for sid in ids])
+        cursor.execute(
+            "SELECT {} FROM {} WHERE {} IN ({}){}".format(
+                ", ".join(ops.quote_name(f.column) for f in fields),
+                ops.quote_name(meta.db_table),
+                ops.quote_name(meta.pk.column),
+                ", ".join(["%s"] * len(ids)),
+                " FOR UPDATE" if lock and connection.features.has_select_for_update else "",
+            ),
+            [meta.pk.get_db_prep_value(sid, connection) for sid in ids],
+        )
         for values in rawsql.convert(cursor.fetchall(), rawsql.converters(meta, fields)):
             session = AvatarSession.from_db(connection.alias, [f.attname for f in fields], values)
             sessions[session.pk] = session
@@ -95,11 +103,18 @@ def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dic
     ids, rows = list(bounds), []
     with connection.cursor() as cursor:
         for i in range(0, len(ids), BOUNDS_PER_QUERY):
-            chunk = ids[i:i + BOUNDS_PER_QUERY]
-            cursor.execute("SELECT {} FROM {} WHERE ({}){} ORDER BY {}, {}".format(
-                ", ".join(ops.quote_name(field.column) for field in columns), ops.quote_name(meta.db_table),
-                " OR ".join([f"({key} = %s AND {bounded} {op} %s)"] * len(chunk)), extra[0], key, bounded),
-                [p for sid in chunk for p in (prep(sid, connection), bounds[sid])] + list(extra[1]))
+            chunk = ids[i : i + BOUNDS_PER_QUERY]
+            cursor.execute(
+                "SELECT {} FROM {} WHERE ({}){} ORDER BY {}, {}".format(
+                    ", ".join(ops.quote_name(field.column) for field in columns),
+                    ops.quote_name(meta.db_table),
+                    " OR ".join([f"({key} = %s AND {bounded} {op} %s)"] * len(chunk)),
+                    extra[0],
+                    key,
+                    bounded,
+                ),
+                [p for sid in chunk for p in (prep(sid, connection), bounds[sid])] + list(extra[1]),
+            )
             rows += cursor.fetchall()
     return rawsql.convert(rows, rawsql.converters(meta, columns))
 
@@ -107,8 +122,9 @@ def _per_session(model, fields: list[str], ordered_by: str, op: str, bounds: dic
 def _entries_after(positions: dict) -> dict:
     """Session id → its entries after the position given, as (pk, position, *ENTRY_FIELDS) tuples."""
     after: dict = {sid: [] for sid in positions}
-    for sid, *row in _per_session(TranscriptEntry, ["session", "id", "position", *ENTRY_FIELDS], "position", ">",
-                                  positions):
+    for sid, *row in _per_session(
+        TranscriptEntry, ["session", "id", "position", *ENTRY_FIELDS], "position", ">", positions
+    ):
         after[sid].append(tuple(row))
     return after
 
@@ -147,8 +163,10 @@ def _apply(plans) -> None:
 def _plan(sessions: dict, lowest: dict) -> dict:
     """Session id → _Plan, for `sessions` (id → session, checkpoint as stored; set to the plan's)."""
     plans: dict = {}
-    starts = {sid: (0, 0) if session.transcript_seq and lowest[sid] <= session.transcript_seq
-              else _checkpoint(session) for sid, session in sessions.items()}
+    starts = {
+        sid: (0, 0) if session.transcript_seq and lowest[sid] <= session.transcript_seq else _checkpoint(session)
+        for sid, session in sessions.items()
+    }
     for _ in range(2):
         late = _plan_from(sessions, starts, plans)
         if not late:
@@ -166,10 +184,19 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
     events: dict = {sid: [] for sid in starts}
     kinds = sorted(transcript.TRANSCRIPT_EVENTS)
     for sid, seq, source, payload, client_ts, received_at in _per_session(
-            SessionEvent, ["session", "seq", "source", "payload", "client_ts", "received_at"], "seq", ">",
-            {sid: seq for sid, (seq, _) in starts.items()},
-            (" AND {} IN ({})".format(connection.ops.quote_name(SessionEvent._meta.get_field("event_type").column),
-                                      ", ".join(["%s"] * len(kinds))), kinds)):
+        SessionEvent,
+        ["session", "seq", "source", "payload", "client_ts", "received_at"],
+        "seq",
+        ">",
+        {sid: seq for sid, (seq, _) in starts.items()},
+        (
+            " AND {} IN ({})".format(
+                connection.ops.quote_name(SessionEvent._meta.get_field("event_type").column),
+                ", ".join(["%s"] * len(kinds)),
+            ),
+            kinds,
+        ),
+    ):
         events[sid].append({"seq": seq, "source": source, "event": payload, "ts": _ms(client_ts or received_at)})
     # The entries up to each checkpoint never change: their metric columns are kept from the last
     # build (keyed by the checkpoint, so a checkpoint another process moved reads them again).
@@ -177,18 +204,21 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
     for sid, start in starts.items():
         cached = _before_checkpoint.get(sid)
         before[sid] = list(cached[1]) if cached and cached[0] == start else []
-    missing = {sid: position for sid, (_, position) in starts.items()
-               if position and not before[sid]}
+    missing = {sid: position for sid, (_, position) in starts.items() if position and not before[sid]}
     metric_columns = ["speaker", "interrupted", "latency_ms", "started_at", "ended_at"]
     for sid, *values in _per_session(TranscriptEntry, ["session", *metric_columns], "position", "<=", missing):
-        before[sid].append(dict(zip(metric_columns, values)))
+        before[sid].append(dict(zip(metric_columns, values, strict=True)))
     after = _entries_after({sid: position for sid, (_, position) in starts.items()})
     late = []
     for sid, (_, position) in starts.items():
         session = sessions[sid]
         plan = _Plan(session, position, (_checkpoint(session), after[sid]))
-        rows = {row[1]: TranscriptEntry(pk=row[0], session_id=sid, position=row[1], **dict(zip(ENTRY_FIELDS, row[2:])))
-                for row in after[sid]}
+        rows = {
+            row[1]: TranscriptEntry(
+                pk=row[0], session_id=sid, position=row[1], **dict(zip(ENTRY_FIELDS, row[2:], strict=True))
+            )
+            for row in after[sid]
+        }
         if any(row.origin != TranscriptOrigin.BROWSER for row in rows.values()):
             # Reconciliation placed LiveAvatar's utterances among ours (it resets the checkpoint to 0).
             plan.full = True
@@ -201,11 +231,17 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
             continue
         entries, checkpoint = built
         for entry in entries:
-            values = {**entry, "started_at": _at(entry["started_at"]), "ended_at": _at(entry["ended_at"]),
-                      "origin": TranscriptOrigin.BROWSER}
+            values = {
+                **entry,
+                "started_at": _at(entry["started_at"]),
+                "ended_at": _at(entry["ended_at"]),
+                "origin": TranscriptOrigin.BROWSER,
+            }
             row = rows.pop(entry["position"], None)
             if row is None:
-                row = TranscriptEntry(session_id=sid, position=entry["position"], **{f: values[f] for f in ENTRY_FIELDS})
+                row = TranscriptEntry(
+                    session_id=sid, position=entry["position"], **{f: values[f] for f in ENTRY_FIELDS}
+                )
                 plan.created.append(row)
                 plan.changed.append(row)
             elif any(getattr(row, f) != values[f] for f in ENTRY_FIELDS):
@@ -238,24 +274,47 @@ def _update_rows(rows: list, fields) -> None:
     sql = "UPDATE {} SET {} WHERE {} = %s".format(
         connection.ops.quote_name(meta.db_table),
         ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in columns),
-        connection.ops.quote_name(meta.pk.column))
-    params = [[field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
-              + [meta.pk.get_db_prep_save(row.pk, connection)] for row in rows]
+        connection.ops.quote_name(meta.pk.column),
+    )
+    params = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
+        + [meta.pk.get_db_prep_save(row.pk, connection)]
+        for row in rows
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 
 
 def _rebuild_transcript(session: AvatarSession) -> list[TranscriptEntry]:
     """Transcript from every stored transcript event, merged with what reconciliation added."""
-    rows = SessionEvent.objects.filter(session=session, event_type__in=transcript.TRANSCRIPT_EVENTS).order_by(
-        "seq").values_list("seq", "source", "payload", "client_ts", "received_at")
-    built = transcript.build([{"seq": seq, "source": source, "event": payload, "ts": _ms(client_ts or received)}
-                              for seq, source, payload, client_ts, received in rows])
-    entries = [{**entry, "started_at": _at(entry["started_at"]), "ended_at": _at(entry["ended_at"]),
-                "origin": "browser"} for entry in built]
-    entries += [{"speaker": e.speaker, "text": e.text, "started_at": e.started_at, "ended_at": e.ended_at,
-                 "interrupted": e.interrupted, "from_chunks": e.from_chunks, "origin": e.origin,
-                 "latency_ms": e.latency_ms} for e in session.transcript.filter(origin="liveavatar")]
+    rows = (
+        SessionEvent.objects.filter(session=session, event_type__in=transcript.TRANSCRIPT_EVENTS)
+        .order_by("seq")
+        .values_list("seq", "source", "payload", "client_ts", "received_at")
+    )
+    built = transcript.build(
+        [
+            {"seq": seq, "source": source, "event": payload, "ts": _ms(client_ts or received)}
+            for seq, source, payload, client_ts, received in rows
+        ]
+    )
+    entries = [
+        {**entry, "started_at": _at(entry["started_at"]), "ended_at": _at(entry["ended_at"]), "origin": "browser"}
+        for entry in built
+    ]
+    entries += [
+        {
+            "speaker": e.speaker,
+            "text": e.text,
+            "started_at": e.started_at,
+            "ended_at": e.ended_at,
+            "interrupted": e.interrupted,
+            "from_chunks": e.from_chunks,
+            "origin": e.origin,
+            "latency_ms": e.latency_ms,
+        }
+        for e in session.transcript.filter(origin="liveavatar")
+    ]
     return write_entries(session, entries)
 
 
@@ -279,8 +338,7 @@ def write_entries(session: AvatarSession, entries: list[dict]) -> list[Transcrip
     for position, entry in enumerate(entries, start=1):
         row = current.pop(position, None)
         if row is None:
-            created.append(TranscriptEntry(session=session, position=position,
-                                           **{f: entry[f] for f in ENTRY_FIELDS}))
+            created.append(TranscriptEntry(session=session, position=position, **{f: entry[f] for f in ENTRY_FIELDS}))
         elif any(getattr(row, f) != entry[f] for f in ENTRY_FIELDS):
             for f in ENTRY_FIELDS:
                 setattr(row, f, entry[f])

@@ -34,8 +34,9 @@ VISITOR_COOKIE_SALT = "sessions_app.visitor"
 
 def _visitor_key(request) -> tuple[str, bool]:
     """(the visitor's key, whether it is new and the response must set the cookie)."""
-    key = request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE_SALT,
-                                    max_age=settings.SESSION_COOKIE_AGE)
+    key = request.get_signed_cookie(
+        VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE_SALT, max_age=settings.SESSION_COOKIE_AGE
+    )
     if key:
         return key, False
     return "v:" + secrets.token_urlsafe(24), True
@@ -43,8 +44,15 @@ def _visitor_key(request) -> tuple[str, bool]:
 
 def _remember_visitor(response, key: str, new: bool):
     if new:
-        response.set_signed_cookie(VISITOR_COOKIE, key, salt=VISITOR_COOKIE_SALT, max_age=settings.SESSION_COOKIE_AGE,
-                                   secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Lax")
+        response.set_signed_cookie(
+            VISITOR_COOKIE,
+            key,
+            salt=VISITOR_COOKIE_SALT,
+            max_age=settings.SESSION_COOKIE_AGE,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Lax",
+        )
     return response
 
 
@@ -74,8 +82,9 @@ class _SavesLiveAvatarIdWhenSent(HttpResponse):
         try:
             self.session.save(update_fields=["liveavatar_session_id"])
         except DatabaseError:
-            log.exception("Could not record LiveAvatar's id %s of session %s",
-                          self.session.liveavatar_session_id, self.session.pk)
+            log.exception(
+                "Could not record LiveAvatar's id %s of session %s", self.session.liveavatar_session_id, self.session.pk
+            )
         finally:
             super().close()
 
@@ -92,7 +101,12 @@ class VisitorPage:
     template = "sessions_app/index.html"
 
     def __init__(self, request, visitor_key: str, new_visitor: bool, *, auto_start: bool):
-        self.request, self.visitor_key, self.new_visitor, self.auto_start = request, visitor_key, new_visitor, auto_start
+        self.request, self.visitor_key, self.new_visitor, self.auto_start = (
+            request,
+            visitor_key,
+            new_visitor,
+            auto_start,
+        )
         self.response = None
 
     def prepare(self, session: AvatarSession) -> None:
@@ -100,7 +114,12 @@ class VisitorPage:
         config = page_config(self.request, session, "", auto_start=self.auto_start)
         html = render_to_string(self.template, {"config": config}, self.request)
         response = _remember_visitor(_SavesLiveAvatarIdWhenSent(session=session), self.visitor_key, self.new_visitor)
-        self.config, self.html, self.config_script, self.response = config, html, json_script(config, "avatar-config"), response
+        self.config, self.html, self.config_script, self.response = (
+            config,
+            html,
+            json_script(config, "avatar-config"),
+            response,
+        )
 
     def minted(self, session: AvatarSession, token: str) -> HttpResponse:
         if self.response is None:  # no wait to use (the emulator in process answers at once)
@@ -119,9 +138,12 @@ async def index(request):
     get_token(request)  # sets the CSRF cookie that "Start a new conversation" (POST) needs
     page = VisitorPage(request, *_visitor_key(request), auto_start="auto_start" in request.GET)
     try:
-        session, token = await mint_session(visitor_key=page.visitor_key,
-                                            client_address=request.META.get("REMOTE_ADDR", ""),
-                                            while_waiting=page.prepare, defer_liveavatar_id=True)
+        session, token = await mint_session(
+            visitor_key=page.visitor_key,
+            client_address=request.META.get("REMOTE_ADDR", ""),
+            while_waiting=page.prepare,
+            defer_liveavatar_id=True,
+        )
     except (MintRateLimited, MintError) as exc:
         return page.failed(*_failure(exc))
     return page.minted(session, token)
@@ -129,7 +151,7 @@ async def index(request):
 
 @require_POST
 async def new_session(request):
-    """"Start a new conversation" without a reload: the same page config, as JSON (CSRF-protected)."""
+    """ "Start a new conversation" without a reload: the same page config, as JSON (CSRF-protected)."""
     visitor_key, new = _visitor_key(request)
     try:
         session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""))
@@ -197,8 +219,9 @@ async def session_events(request, session_id):
         return _ingest_error("too_large", f"The limit is {settings.INGEST_MAX_MESSAGE_BYTES} bytes.", 413)
     if len(_beacon_buckets) > 10_000:
         _beacon_buckets.clear()
-    bucket = _beacon_buckets.setdefault(str(session_id), ingest.TokenBucket(
-        settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST))
+    bucket = _beacon_buckets.setdefault(
+        str(session_id), ingest.TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
+    )
     try:
         items = ingest.parse_message(request.body)
         if not bucket.take(max(1, len(items))):

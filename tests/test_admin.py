@@ -60,7 +60,9 @@ def test_json_export_parses_and_holds_transcript_and_events(admin_client):
     assert response["Content-Disposition"] == 'attachment; filename="sessions.json"'
     data = {s["id"]: s for s in json.loads(response.content)["sessions"]}
     assert [e["text"] for e in data[str(first.id)]["transcript"]][:2] == [
-        "Hello! I'm Wayne. How can I help you today?", "What are your hours?"]
+        "Hello! I'm Wayne. How can I help you today?",
+        "What are your hours?",
+    ]
     assert len(data[str(first.id)]["events"]) == len(CONVERSATION)
     assert data[str(first.id)]["end_reason"] == "USER_CLOSED"
     assert data[str(second.id)]["transcript"][0]["text"] == "Do you sell umbrellas?"
@@ -91,8 +93,7 @@ def test_end_live_session_stops_it(admin_client):
 
 def test_deleting_a_session_deletes_its_events_and_transcript(admin_client):
     session = recorded_session()
-    response = admin_client.post(reverse("admin:sessions_app_avatarsession_delete", args=[session.pk]),
-                                 {"post": "yes"})
+    response = admin_client.post(reverse("admin:sessions_app_avatarsession_delete", args=[session.pk]), {"post": "yes"})
     assert response.status_code == 302
     assert (SessionEvent.objects.count(), TranscriptEntry.objects.count()) == (0, 0)
 

@@ -28,13 +28,18 @@ def write_key():
 
 def make_session(status=SessionStatus.ENDED, created_at=None, lines=()):
     start = created_at or timezone.now()
-    session = AvatarSession.objects.create(status=status, created_at=start, started_at=start,
-                                           liveavatar_session_id=None)
+    session = AvatarSession.objects.create(
+        status=status, created_at=start, started_at=start, liveavatar_session_id=None
+    )
     for position, (speaker, text) in enumerate(lines):
         TranscriptEntry.objects.create(
-            session=session, position=position, speaker=speaker, text=text,
+            session=session,
+            position=position,
+            speaker=speaker,
+            text=text,
             started_at=start + dt.timedelta(seconds=2 * position + 1),
-            ended_at=start + dt.timedelta(seconds=2 * position + 2))
+            ended_at=start + dt.timedelta(seconds=2 * position + 2),
+        )
     return session
 
 
@@ -63,8 +68,7 @@ def test_it_answers_403_when_the_key_lacks_the_scope(client, read_key):
     session = make_session()
     response = client.delete(f"/api/v1/sessions/{session.id}", **bearer(read_key))
     assert response.status_code == 403
-    assert response.json() == {"error": "forbidden",
-                               "message": "This API key does not have the sessions:write scope."}
+    assert response.json() == {"error": "forbidden", "message": "This API key does not have the sessions:write scope."}
     assert AvatarSession.objects.filter(pk=session.pk).exists()
 
 
@@ -155,8 +159,9 @@ def test_it_filters_sessions_by_status_and_date(client, read_key):
     assert {item["id"] for item in ended["items"]} == {str(old.id), str(recent.id)}
 
     window = {"created_after": (now - dt.timedelta(days=1)).isoformat(), "created_before": now.isoformat()}
-    assert [item["id"] for item in client.get("/api/v1/sessions", window, **bearer(read_key)).json()["items"]] == \
-        [str(recent.id)]
+    assert [item["id"] for item in client.get("/api/v1/sessions", window, **bearer(read_key)).json()["items"]] == [
+        str(recent.id)
+    ]
 
 
 def test_it_searches_transcripts(client, read_key):
@@ -169,8 +174,15 @@ def test_it_searches_transcripts(client, read_key):
 
 def test_it_rejects_bad_filters_with_422(client, read_key):
     # A bare number would pass as a Unix time in pydantic; the API documents ISO 8601 only.
-    for query in ({"status": "dancing"}, {"created_after": "yesterday"}, {"created_before": "12556"},
-                  {"page": 0}, {"page_size": 1000}, {"q": ["hours", "price"]}, {"page": ["1", "2"]}):
+    for query in (
+        {"status": "dancing"},
+        {"created_after": "yesterday"},
+        {"created_before": "12556"},
+        {"page": 0},
+        {"page_size": 1000},
+        {"q": ["hours", "price"]},
+        {"page": ["1", "2"]},
+    ):
         response = client.get("/api/v1/sessions", query, **bearer(read_key))
         assert response.status_code == 422, query
         assert response.json()["error"] == "validation_error"
@@ -197,7 +209,10 @@ def test_it_answers_404_for_an_unknown_session_and_422_for_a_bad_id(client, read
 def test_it_gives_the_transcript_as_json(client, read_key):
     session = make_session(lines=[("user", "Hi"), ("avatar", "Hello, how can I help?")])
     body = client.get(f"/api/v1/sessions/{session.id}/transcript", **bearer(read_key)).json()
-    assert [(e["speaker"], e["text"]) for e in body["entries"]] == [("user", "Hi"), ("avatar", "Hello, how can I help?")]
+    assert [(e["speaker"], e["text"]) for e in body["entries"]] == [
+        ("user", "Hi"),
+        ("avatar", "Hello, how can I help?"),
+    ]
 
 
 def test_it_gives_the_transcript_as_text(client, read_key):
@@ -229,8 +244,13 @@ def test_it_rejects_an_unknown_transcript_format(client, read_key):
 def test_it_pages_a_sessions_events_in_seq_order(client, read_key):
     session = make_session()
     for seq in (3, 1, 2):
-        SessionEvent.objects.create(session=session, seq=seq, event_type="client.keepalive", source="client",
-                                    payload={"event_type": "client.keepalive"})
+        SessionEvent.objects.create(
+            session=session,
+            seq=seq,
+            event_type="client.keepalive",
+            source="client",
+            payload={"event_type": "client.keepalive"},
+        )
     first = client.get(f"/api/v1/sessions/{session.id}/events?page_size=2", **bearer(read_key)).json()
     second = client.get(f"/api/v1/sessions/{session.id}/events?page_size=2&page=2", **bearer(read_key)).json()
     assert first["count"] == 3

@@ -24,8 +24,13 @@ def api_server(make_daphne_server):
     headers = {"Authorization": f"Bearer {key}"}
     # One real session (minted through the emulator, with events) so that half the cases find it.
     session = httpx.post(f"{server.url}/api/v1/sessions", headers=headers, json={}).json()
-    httpx.post(f"{server.url}/api/v1/sessions/{session['session_id']}/events", headers=headers, json={"events": [
-        {"seq": 1, "ts": 1764081234567, "source": "client", "event": {"event_type": "client.started"}}]})
+    httpx.post(
+        f"{server.url}/api/v1/sessions/{session['session_id']}/events",
+        headers=headers,
+        json={
+            "events": [{"seq": 1, "ts": 1764081234567, "source": "client", "event": {"event_type": "client.started"}}]
+        },
+    )
     server.headers, server.session_id = headers, session["session_id"]
     return server
 

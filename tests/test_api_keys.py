@@ -14,8 +14,9 @@ from sessions_app.models import ApiKey
 @pytest.mark.django_db
 def test_the_command_prints_a_working_key_once(client):
     out, err = io.StringIO(), io.StringIO()
-    call_command("create_api_key", "--name", "CRM sync", "--scopes", "sessions:read,sessions:write",
-                 stdout=out, stderr=err)
+    call_command(
+        "create_api_key", "--name", "CRM sync", "--scopes", "sessions:read,sessions:write", stdout=out, stderr=err
+    )
     raw = out.getvalue().strip()
     key = ApiKey.objects.get()
     assert (key.name, key.scopes) == ("CRM sync", ["sessions:read", "sessions:write"])
@@ -40,8 +41,9 @@ def staff_client(client):
 
 @pytest.mark.django_db
 def test_the_admin_shows_a_new_key_once(staff_client):
-    response = staff_client.post("/admin/sessions_app/apikey/add/", {"name": "mobile app", "scopes": ["sessions:read"]},
-                                 follow=True)
+    response = staff_client.post(
+        "/admin/sessions_app/apikey/add/", {"name": "mobile app", "scopes": ["sessions:read"]}, follow=True
+    )
     messages = [str(m) for m in response.context["messages"]]
     key = ApiKey.objects.get()
     raw = next(word for m in messages for word in m.split() if word.startswith("ak_"))
@@ -70,7 +72,9 @@ def test_the_throttle_holds_across_daphne_processes(make_daphne_server):
     headers = {"Authorization": f"Bearer {raw}"}
     if time.time() % 60 > 55:  # keep the six requests inside one throttle minute
         time.sleep(60 - time.time() % 60)
-    statuses = [httpx.get(f"{server.url}/api/v1/sessions", headers=headers).status_code
-                for server in (first, second, first, second, first, second)]
+    statuses = [
+        httpx.get(f"{server.url}/api/v1/sessions", headers=headers).status_code
+        for server in (first, second, first, second, first, second)
+    ]
     # A per-process count would have let all six through (three each).
     assert statuses == [200, 200, 200, 200, 429, 429]

@@ -31,8 +31,12 @@ def mint(client, auth, body=None):
 
 
 def events(*items):
-    return {"events": [{"seq": seq, "ts": 1764081234567 + seq, "source": "client", "event": {"event_type": kind}}
-                       for seq, kind in items]}
+    return {
+        "events": [
+            {"seq": seq, "ts": 1764081234567 + seq, "source": "client", "event": {"event_type": kind}}
+            for seq, kind in items
+        ]
+    }
 
 
 def test_it_mints_a_session_ready_to_use(client, auth):
@@ -53,22 +57,26 @@ def test_it_mints_a_session_ready_to_use(client, auth):
 
 
 def test_it_applies_allowed_overrides(client, auth):
-    body = mint(client, auth, {"language": "fr", "sandbox": True, "interactivity": "PUSH_TO_TALK",
-                               "max_session_duration": 120}).json()
+    body = mint(
+        client, auth, {"language": "fr", "sandbox": True, "interactivity": "PUSH_TO_TALK", "max_session_duration": 120}
+    ).json()
     session = AvatarSession.objects.get(pk=body["session_id"])
     assert (session.is_sandbox, session.interactivity, session.max_session_duration) == (True, "PUSH_TO_TALK", 120)
     assert session.config["avatar_persona"]["language"] == "fr"
     assert (body["is_sandbox"], body["interactivity"], body["max_session_duration"]) == (True, "PUSH_TO_TALK", 120)
 
 
-@pytest.mark.parametrize("body", [
-    {"interactivity": "SHOUTING"},
-    {"max_session_duration": 10**6},
-    {"language": "not a language"},
-    {"avatar_id": "someone-else"},  # not an allowed override
-    {"sandbox": 0.0},  # not coerced into a boolean
-    {"max_session_duration": "120"},  # nor a string into a number
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"interactivity": "SHOUTING"},
+        {"max_session_duration": 10**6},
+        {"language": "not a language"},
+        {"avatar_id": "someone-else"},  # not an allowed override
+        {"sandbox": 0.0},  # not coerced into a boolean
+        {"max_session_duration": "120"},  # nor a string into a number
+    ],
+)
 def test_it_rejects_overrides_it_does_not_allow(client, auth, body):
     response = mint(client, auth, body)
     assert response.status_code == 422
@@ -97,8 +105,11 @@ def failing_liveavatar(monkeypatch, settings, handler):
 
 
 def test_it_answers_502_when_liveavatar_fails(client, auth, monkeypatch, settings):
-    failing_liveavatar(monkeypatch, settings, lambda request: httpx.Response(
-        500, json={"code": 5000, "data": None, "message": "Internal error"}))
+    failing_liveavatar(
+        monkeypatch,
+        settings,
+        lambda request: httpx.Response(500, json={"code": 5000, "data": None, "message": "Internal error"}),
+    )
     response = mint(client, auth)
     assert response.status_code == 502
     assert response.json()["error"] == "liveavatar_failed"
@@ -143,8 +154,9 @@ def test_it_reports_bad_events_and_keeps_the_good_ones(client, auth):
 def test_it_refuses_a_batch_over_the_limit(client, auth, settings):
     settings.INGEST_MAX_BATCH = 2
     session_id = mint(client, auth).json()["session_id"]
-    response = post_json(client, f"/api/v1/sessions/{session_id}/events",
-                         events((1, "a.b"), (2, "a.b"), (3, "a.b")), auth)
+    response = post_json(
+        client, f"/api/v1/sessions/{session_id}/events", events((1, "a.b"), (2, "a.b"), (3, "a.b")), auth
+    )
     assert response.status_code == 413
     assert response.json()["error"] == "too_large"
 
@@ -156,8 +168,9 @@ def test_it_rejects_a_batch_that_is_no_batch(client, auth):
 
 
 def test_it_answers_404_for_events_of_an_unknown_session(client, auth):
-    response = post_json(client, "/api/v1/sessions/00000000-0000-0000-0000-000000000000/events",
-                         events((1, "client.started")), auth)
+    response = post_json(
+        client, "/api/v1/sessions/00000000-0000-0000-0000-000000000000/events", events((1, "client.started")), auth
+    )
     assert response.status_code == 404
 
 
@@ -174,8 +187,11 @@ def test_it_stops_a_live_session_and_then_answers_409(client, auth):
 
 def test_it_answers_502_when_liveavatar_cannot_stop(client, auth, monkeypatch, settings):
     session_id = mint(client, auth).json()["session_id"]
-    failing_liveavatar(monkeypatch, settings, lambda request: httpx.Response(
-        503, json={"code": 5030, "data": None, "message": "Unavailable"}))
+    failing_liveavatar(
+        monkeypatch,
+        settings,
+        lambda request: httpx.Response(503, json={"code": 5030, "data": None, "message": "Unavailable"}),
+    )
     response = client.post(f"/api/v1/sessions/{session_id}/stop", **auth)
     assert response.status_code == 502
     assert AvatarSession.objects.get(pk=session_id).is_live

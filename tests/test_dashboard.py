@@ -33,15 +33,28 @@ def test_visitors_and_non_staff_users_are_refused(client):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def ended(minutes_ago: int, seconds: int, latencies=(), reason="USER_CLOSED", status=SessionStatus.ENDED,
-          interruptions=0, now=None):
+def ended(
+    minutes_ago: int,
+    seconds: int,
+    latencies=(),
+    reason="USER_CLOSED",
+    status=SessionStatus.ENDED,
+    interruptions=0,
+    now=None,
+):
     start = (now or timezone.now()) - timedelta(minutes=minutes_ago)
-    session = AvatarSession.objects.create(status=status, end_reason=reason, created_at=start, started_at=start,
-                                           ended_at=start + timedelta(seconds=seconds),
-                                           interruption_count=interruptions)
+    session = AvatarSession.objects.create(
+        status=status,
+        end_reason=reason,
+        created_at=start,
+        started_at=start,
+        ended_at=start + timedelta(seconds=seconds),
+        interruption_count=interruptions,
+    )
     for position, latency in enumerate(latencies, start=1):
-        TranscriptEntry.objects.create(session=session, position=position, speaker="avatar", text="ok",
-                                       latency_ms=latency)
+        TranscriptEntry.objects.create(
+            session=session, position=position, speaker="avatar", text="ok", latency_ms=latency
+        )
     return session
 
 
@@ -53,8 +66,14 @@ def test_figures_count_sessions_minutes_latency_interruptions_and_failures():
     ended(4, 30, reason="ORPHANED", now=now)
     AvatarSession.objects.create()  # a token nobody started is not a session yet
     today = dashboard.figures(now)["today"]
-    assert today == {"sessions": 4, "minutes": 4.0, "median_latency_ms": 300, "p95_latency_ms": 1000,
-                     "interruptions": 2, "failures": {"START_FAILED": 1, "ORPHANED": 1}}
+    assert today == {
+        "sessions": 4,
+        "minutes": 4.0,
+        "median_latency_ms": 300,
+        "p95_latency_ms": 1000,
+        "interruptions": 2,
+        "failures": {"START_FAILED": 1, "ORPHANED": 1},
+    }
 
 
 def test_figures_of_the_week_include_earlier_days():
@@ -104,7 +123,8 @@ async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
     entries = [m["entry"] for m in messages if m["type"] == "transcript"]
     assert [(e["position"], e["speaker"], e["text"], e["partial"]) for e in entries] == [
         (1, "avatar", "Hello! I'm Wayne. How can I help you today?", False),
-        (2, "user", "What are your hours?", False)]
+        (2, "user", "What are your hours?", False),
+    ]
     await socket.disconnect()
 
 
@@ -135,5 +155,6 @@ async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messag
     assert sent == [dashboard.GROUP] * 2
     assert sorted(f["session"]["id"] for f in frames if f["type"] == "session") == sorted(ids)
     assert {f["session_id"]: f["turn_count"] for f in frames if f["type"] == "metrics"} == {
-        str(s.id): 1 for s in sessions}
+        str(s.id): 1 for s in sessions
+    }
     await socket.disconnect()

@@ -86,9 +86,15 @@ def test_under_load_each_card_counts_what_its_transcript_shows(daphne_server, br
     expect(staff.locator("#feed-status")).to_have_text("live")
     conversation = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
     with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(connect(
-            f"{daphne_server.ws_url}/ws/sessions/{s.id}/events/?credential={credentials.mint(s.id)}",
-            origin=daphne_server.url)) for s in sessions]
+        sockets = [
+            stack.enter_context(
+                connect(
+                    f"{daphne_server.ws_url}/ws/sessions/{s.id}/events/?credential={credentials.mint(s.id)}",
+                    origin=daphne_server.url,
+                )
+            )
+            for s in sessions
+        ]
         for socket in sockets:  # the greeting and the visitor's question, all at once
             socket.send(json.dumps({"type": "events", "events": conversation[2:19]}))
         for socket in sockets:

@@ -39,14 +39,19 @@ def test_it_mints_and_starts_a_session(client):
     assert data["livekit_url"] == "ws://testserver/liveavatar-emulator/rtc"
     assert data["max_session_duration"] == 120
     claims = TokenVerifier(settings.EMULATOR_LIVEKIT_API_KEY, settings.EMULATOR_LIVEKIT_API_SECRET).verify(
-        data["livekit_client_token"])
+        data["livekit_client_token"]
+    )
     assert claims.video.room == token["session_id"] and claims.identity.startswith("visitor-")
 
 
 def test_it_answers_the_max_duration_the_session_really_lasts(client, settings):
     settings.EMULATOR_SPEED = 20  # the page counts down from what start answers
-    for config, seconds in [({"max_session_duration": 60}, 3), ({"max_session_duration": 50}, 3),
-                            ({"is_sandbox": True}, 3), ({}, None)]:
+    for config, seconds in [
+        ({"max_session_duration": 60}, 3),
+        ({"max_session_duration": 50}, 3),
+        ({"is_sandbox": True}, 3),
+        ({}, None),
+    ]:
         token = post(client, "/sessions/token", {**FULL, **config}).json()["data"]
         response = post(client, "/sessions/start", key=False, bearer=token["session_token"])
         assert response.json()["data"]["max_session_duration"] == seconds, config
@@ -70,7 +75,8 @@ def test_it_refuses_a_token_config_without_mode(client):
     assert response.status_code == 422
     assert response.json()["code"] == 4000
     assert response.json()["message"] == (
-        "Request validation errors. body: Unable to extract tag using discriminator 'mode'")
+        "Request validation errors. body: Unable to extract tag using discriminator 'mode'"
+    )
 
 
 @pytest.mark.parametrize("persona", [{}, {"avatar_persona": {}, "voice_agent": {"id": FULL["avatar_id"]}}])
@@ -93,8 +99,12 @@ def test_it_requires_the_type_of_session_list(client):
 
 def test_it_stops_with_the_session_token_and_records_the_reason(client):
     token = started(client)
-    assert post(client, "/sessions/stop", {"reason": "USER_DISCONNECTED"}, key=False,
-                bearer=token["session_token"]).status_code == 200
+    assert (
+        post(
+            client, "/sessions/stop", {"reason": "USER_DISCONNECTED"}, key=False, bearer=token["session_token"]
+        ).status_code
+        == 200
+    )
     entry = get(client, f"/sessions/{token['session_id']}").json()["data"]
     assert entry["end_reason"] == "USER_DISCONNECTED"
     assert get(client, "/sessions", type="historic").json()["data"]["count"] == 1
@@ -104,8 +114,9 @@ def test_it_keeps_alive_with_the_api_key_and_a_session_id(client):
     token = started(client)
     assert post(client, "/sessions/keep-alive", {"session_id": token["session_id"]}).status_code == 200
     assert post(client, "/sessions/keep-alive", {}).status_code == 422
-    assert post(client, "/sessions/keep-alive", {"session_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a"}
-                ).status_code == 404
+    assert (
+        post(client, "/sessions/keep-alive", {"session_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a"}).status_code == 404
+    )
 
 
 def test_it_ends_sandbox_sessions_after_a_minute(client, settings):

@@ -38,8 +38,9 @@ class Room:
     async def command(self, event_type, **payload):
         event_id = str(uuid.uuid4())
         event = {"event_id": event_id, "event_type": event_type, **payload}
-        await self.ws.send_to(text_data=json.dumps({"type": "data", "topic": "agent-control",
-                                                    "payload": json.dumps(event)}))
+        await self.ws.send_to(
+            text_data=json.dumps({"type": "data", "topic": "agent-control", "payload": json.dumps(event)})
+        )
         return event_id
 
     async def frame(self):
@@ -58,7 +59,8 @@ class Room:
 
 async def join(started, **overrides):
     communicator = WebsocketCommunicator(
-        application, f"/liveavatar-emulator/rtc?access_token={started['livekit_client_token']}", headers=ORIGIN)
+        application, f"/liveavatar-emulator/rtc?access_token={started['livekit_client_token']}", headers=ORIGIN
+    )
     connected, _ = await communicator.connect()
     assert connected
     room = Room(communicator)
@@ -71,7 +73,8 @@ async def join(started, **overrides):
 async def test_it_joins_with_the_avatar_and_agent_and_speaks_the_opening_line():
     _, token, started = await started_session()
     communicator = WebsocketCommunicator(
-        application, f"/liveavatar-emulator/rtc?access_token={started['livekit_client_token']}", headers=ORIGIN)
+        application, f"/liveavatar-emulator/rtc?access_token={started['livekit_client_token']}", headers=ORIGIN
+    )
     await communicator.connect()
     room = Room(communicator)
     joined = await room.frame()
@@ -90,7 +93,8 @@ async def test_it_speaks_text_in_order_with_the_commands_event_id():
     events = await room.events_until("avatar.speak_ended")
     types = [e["event_type"] for e in events]
     assert types == ["avatar.transcription", "avatar.speak_started"] + ["avatar.transcription.chunk"] * 4 + [
-        "avatar.speak_ended"]
+        "avatar.speak_ended"
+    ]
     assert events[0]["text"] == "Good morning to you"
     assert "".join(e["text"] for e in events[2:6]) == "Good morning to you"
     assert {e["source_event_id"] for e in events} == {event_id}
@@ -120,8 +124,13 @@ async def test_it_hears_the_user_and_answers():
     event_id = await room.command("emulator.user_says", text="hello what are your hours")
     events = await room.events_until("avatar.speak_ended")
     assert [e["event_type"] for e in events if not e["event_type"].endswith(".chunk")] == [
-        "user.speak_started", "user.speak_ended", "user.transcription",
-        "avatar.transcription", "avatar.speak_started", "avatar.speak_ended"]
+        "user.speak_started",
+        "user.speak_ended",
+        "user.transcription",
+        "avatar.transcription",
+        "avatar.speak_started",
+        "avatar.speak_ended",
+    ]
     chunks = [e["text"] for e in events if e["event_type"] == "user.transcription.chunk"]
     assert chunks[0] == "hello" and chunks[-1] == "hello what are your hours"
     reply = next(e for e in events if e["event_type"] == "avatar.transcription")
@@ -157,8 +166,7 @@ async def test_it_acknowledges_push_to_talk_only_in_push_to_talk_sessions():
 async def test_it_refuses_a_bad_token():
     _, _, started = await started_session()
     forged = started["livekit_client_token"][:-4] + "AAAA"
-    communicator = WebsocketCommunicator(application, f"/liveavatar-emulator/rtc?access_token={forged}",
-                                         headers=ORIGIN)
+    communicator = WebsocketCommunicator(application, f"/liveavatar-emulator/rtc?access_token={forged}", headers=ORIGIN)
     await communicator.connect()
     assert (await communicator.receive_output(timeout=3)) == {"type": "websocket.close", "code": 4401}
 

@@ -36,8 +36,9 @@ async def make_session(**fields):
 
 async def open_socket(session, credential=None, headers=ORIGIN):
     credential = credentials.mint(session.id) if credential is None else credential
-    socket = WebsocketCommunicator(application, f"/ws/sessions/{session.id}/events/?credential={credential}",
-                                   headers=headers)
+    socket = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.id}/events/?credential={credential}", headers=headers
+    )
     connected, _ = await socket.connect()
     assert connected
     return socket
@@ -67,8 +68,11 @@ async def test_an_unknown_session_is_refused_with_4404():
 
 async def test_a_foreign_origin_is_refused():
     session = await make_session()
-    socket = WebsocketCommunicator(application, f"/ws/sessions/{session.id}/events/?credential="
-                                   f"{credentials.mint(session.id)}", headers=[(b"origin", b"https://evil.example")])
+    socket = WebsocketCommunicator(
+        application,
+        f"/ws/sessions/{session.id}/events/?credential={credentials.mint(session.id)}",
+        headers=[(b"origin", b"https://evil.example")],
+    )
     connected, _ = await socket.connect()
     assert not connected
 
@@ -140,8 +144,14 @@ async def test_resent_seqs_and_repeated_event_ids_are_acked_but_stored_once():
 async def test_bad_events_are_answered_one_by_one_and_the_good_ones_stored():
     session = await make_session()
     socket = await open_socket(session)
-    await socket.send_to(text_data=message(item(1), {"seq": 2, "source": "martian", "event": {"event_type": "x"}},
-                                           {"seq": 3, "source": "client", "event": {}}, item(4)))
+    await socket.send_to(
+        text_data=message(
+            item(1),
+            {"seq": 2, "source": "martian", "event": {"event_type": "x"}},
+            {"seq": 3, "source": "client", "event": {}},
+            item(4),
+        )
+    )
     assert await socket.receive_json_from() == {"type": "ack", "seqs": [1, 4]}
     errors = [await socket.receive_json_from(), await socket.receive_json_from()]
     assert [(e["code"], e["seqs"]) for e in errors] == [("bad_event", [2]), ("bad_event", [3])]
@@ -153,7 +163,7 @@ async def test_a_conversation_sent_in_batches_is_stored_in_order_and_acked_after
     session = await make_session()
     socket = await open_socket(session)
     for start in range(0, len(CONVERSATION), 10):
-        batch = CONVERSATION[start:start + 10]
+        batch = CONVERSATION[start : start + 10]
         await socket.send_to(text_data=json.dumps({"type": "events", "events": batch}))
         ack = await socket.receive_json_from()
         assert ack == {"type": "ack", "seqs": [i["seq"] for i in batch]}
@@ -194,6 +204,7 @@ async def test_open_connections_are_counted():
 
 # The beacon endpoint: the same protocol over HTTP.
 
+
 def beacon_url(session, credential=None):
     return f"/sessions/{session.id}/events?credential={credential or credentials.mint(session.id)}"
 
@@ -215,13 +226,19 @@ async def test_the_beacon_refuses_what_the_websocket_refuses(async_client, setti
     session, other = await make_session(), await make_session()
     post = async_client.post
     cases = [
-        (await post(beacon_url(session, credentials.mint(other.id)), message(item(1)), content_type="text/plain"),
-         401, "bad_credential"),
+        (
+            await post(beacon_url(session, credentials.mint(other.id)), message(item(1)), content_type="text/plain"),
+            401,
+            "bad_credential",
+        ),
         (await post(beacon_url(AvatarSession()), message(item(1)), content_type="text/plain"), 404, "not_found"),
         (await post(beacon_url(session), "{oops", content_type="text/plain"), 400, "malformed_json"),
         (await post(beacon_url(session), json.dumps({"evts": []}), content_type="text/plain"), 400, "bad_envelope"),
-        (await post(beacon_url(session), message(item(1, note="x" * 600)), content_type="text/plain"), 413,
-         "too_large"),
+        (
+            await post(beacon_url(session), message(item(1, note="x" * 600)), content_type="text/plain"),
+            413,
+            "too_large",
+        ),
     ]
     assert [(r.status_code, r.json()["error"]) for r, *_ in cases] == [(status, code) for _, status, code in cases]
     assert await stored(session) == []
@@ -240,6 +257,7 @@ async def test_the_beacon_answers_503_when_the_database_is_down(async_client, mo
 
 # Group commit: the batches waiting in a process share one transaction.
 
+
 def counting_queries(monkeypatch, queries: list):
     """Count the SQL the ingest's database functions run (on the database thread's connection)."""
     from django.db import connection
@@ -252,6 +270,7 @@ def counting_queries(monkeypatch, queries: list):
         def run(*args):
             with connection.execute_wrapper(record):
                 return function(*args)
+
         return run
 
     monkeypatch.setattr(ingest, "_store", counted(ingest._store))
@@ -267,11 +286,15 @@ async def test_a_burst_from_50_sessions_costs_a_handful_of_queries_in_all(monkey
     assert all(r.acked == [i["seq"] for i in turn] for r in results)
     assert await SessionEvent.objects.acount() == 50 * len(turn)
     # A burst is load: the transcripts are built on the rebuilder's thread, a moment after the acks.
-    expected = [(s.pk, t) for s in sorted(sessions, key=lambda s: s.pk)
-                for t in ("Hello! I'm Wayne. How can I help you today?", "What are your hours?")]
+    expected = [
+        (s.pk, t)
+        for s in sorted(sessions, key=lambda s: s.pk)
+        for t in ("Hello! I'm Wayne. How can I help you today?", "What are your hours?")
+    ]
     deadline = time.monotonic() + 5
-    while (texts := [(e.session_id, e.text) async for e in TranscriptEntry.objects.order_by(
-            "session_id", "position")]) != expected and time.monotonic() < deadline:
+    while (
+        texts := [(e.session_id, e.text) async for e in TranscriptEntry.objects.order_by("session_id", "position")]
+    ) != expected and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert texts == expected
     # One transaction stored all 850 events (4 statements), one more built all 50 transcripts.
@@ -305,8 +328,9 @@ async def test_under_sustained_load_a_transcript_is_rebuilt_about_once_a_second_
     assert max(rebuilds.values()) <= (time.monotonic() - started) / ingest.REBUILD_GAP + 2, rebuilds
     said = " ".join(f"w{seq}" for seq in range(2, words + 2))
     deadline = time.monotonic() + 5
-    while (texts := [e.text async for e in TranscriptEntry.objects.order_by("session_id")]) != [said] * 20 \
-            and time.monotonic() < deadline:
+    while (texts := [e.text async for e in TranscriptEntry.objects.order_by("session_id")]) != [
+        said
+    ] * 20 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert texts == [said] * 20
 
@@ -321,8 +345,9 @@ async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing(monkey
             raise OperationalError("server closed the connection unexpectedly")  # ... and never committed
 
     monkeypatch.setattr(ingest, "_store", fails_before_commit)
-    outcomes = await asyncio.gather(*(ingest.store_batch(s, [item(1), item(2)]) for s in sessions),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(ingest.store_batch(s, [item(1), item(2)]) for s in sessions), return_exceptions=True
+    )
     assert [(type(o), getattr(o, "code", None)) for o in outcomes] == [(ingest.IngestError, "server_busy")] * 10
     assert await SessionEvent.objects.acount() == 0
     monkeypatch.setattr(ingest, "_store", real_store)  # the database is back; the pages send again
@@ -339,7 +364,10 @@ async def test_events_stored_before_a_failure_move_the_status_when_their_batch_i
     assert (await AvatarSession.objects.aget(pk=session.pk)).status == SessionStatus.CREATED
     result = await ingest.store_batch(session, batch)  # the page sends the batch again
     assert result.acked == [1, 2, 3] and await stored(session) == [
-        (1, "client.started"), (2, "client.connected"), (3, "client.keepalive")]
+        (1, "client.started"),
+        (2, "client.connected"),
+        (3, "client.keepalive"),
+    ]
     session = await AvatarSession.objects.aget(pk=session.pk)
     assert session.status == SessionStatus.ACTIVE and session.started_at is not None
 
@@ -364,8 +392,10 @@ async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_l
     expected = [(e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(CONVERSATION)]
 
     async def stored_transcript():
-        return [(e.speaker, e.text, e.interrupted, e.from_chunks)
-                async for e in TranscriptEntry.objects.filter(session=session).order_by("position")]
+        return [
+            (e.speaker, e.text, e.interrupted, e.from_chunks)
+            async for e in TranscriptEntry.objects.filter(session=session).order_by("position")
+        ]
 
     assert await stored_transcript() == expected
     session = await AvatarSession.objects.aget(pk=session.pk)
@@ -376,8 +406,10 @@ async def test_the_transcript_built_batch_by_batch_equals_the_full_build_and_a_l
     gap = [e for e in CONVERSATION if e["event"]["event_type"] == "user.transcription"][0]
     await ingest.store_batch(other, [e for e in CONVERSATION if e is not gap])
     await ingest.store_batch(other, [gap])
-    got = [(e.speaker, e.text, e.interrupted, e.from_chunks)
-           async for e in TranscriptEntry.objects.filter(session=other).order_by("position")]
+    got = [
+        (e.speaker, e.text, e.interrupted, e.from_chunks)
+        async for e in TranscriptEntry.objects.filter(session=other).order_by("position")
+    ]
     assert got == expected
 
 
@@ -410,17 +442,23 @@ async def test_a_batch_arriving_while_another_is_stored_is_not_load(monkeypatch,
     await second
     expected = {session: [e for e in CONVERSATION if e is not gap], other: CONVERSATION}  # the same page: all
     for s, events in expected.items():
-        assert [(e.speaker, e.text, e.interrupted, e.from_chunks)
-                async for e in TranscriptEntry.objects.filter(session=s).order_by("position")] == [
-            (e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(events)]
+        assert [
+            (e.speaker, e.text, e.interrupted, e.from_chunks)
+            async for e in TranscriptEntry.objects.filter(session=s).order_by("position")
+        ] == [(e["speaker"], e["text"], e["interrupted"], e["from_chunks"]) for e in transcript.build(events)]
 
 
 def entries_of(session) -> list[tuple]:
-    return list(TranscriptEntry.objects.filter(session=session).order_by("position").values_list(
-        "position", "speaker", "text", "origin"))
+    return list(
+        TranscriptEntry.objects.filter(session=session)
+        .order_by("position")
+        .values_list("position", "speaker", "text", "origin")
+    )
 
 
-@pytest.mark.parametrize("events", [CONVERSATION, CONVERSATION[:11]], ids=["checkpoint moves", "mid-turn, no checkpoint"])
+@pytest.mark.parametrize(
+    "events", [CONVERSATION, CONVERSATION[:11]], ids=["checkpoint moves", "mid-turn, no checkpoint"]
+)
 async def test_a_transcript_another_rebuild_wrote_between_reading_and_writing_is_planned_again(events):
     """A rebuild reads and folds outside any transaction; another process may rebuild the same session
     before it writes. It then plans again from what is stored: no entry written twice, none lost."""

@@ -36,8 +36,9 @@ class Page:
     def __init__(self, session, room):
         self.session, self.seq = session, 0
         url = urlsplit(room["livekit_url"])
-        self.room = WebsocketCommunicator(application, f"{url.path}?access_token={room['livekit_client_token']}",
-                                          headers=ORIGIN)
+        self.room = WebsocketCommunicator(
+            application, f"{url.path}?access_token={room['livekit_client_token']}", headers=ORIGIN
+        )
 
     def item(self, source, event):
         self.seq += 1
@@ -45,8 +46,13 @@ class Page:
 
     async def join(self):
         assert (await self.room.connect())[0]
-        await ingest.store_batch(self.session, [self.item("client", {"event_type": "client.started"}),
-                                                self.item("client", {"event_type": "client.connected"})])
+        await ingest.store_batch(
+            self.session,
+            [
+                self.item("client", {"event_type": "client.started"}),
+                self.item("client", {"event_type": "client.connected"}),
+            ],
+        )
 
     async def say(self, text):
         command = {"event_type": "emulator.user_says", "text": text}
@@ -81,8 +87,11 @@ async def test_stopping_ends_the_session_here_and_at_liveavatar():
 
 
 async def test_stopping_a_session_liveavatar_no_longer_knows_still_ends_it():
-    session = await AvatarSession.objects.acreate(liveavatar_session_id="0b7c1c8e-0000-4000-8000-000000000000",
-                                                  status=SessionStatus.ACTIVE, started_at=timezone.now())
+    session = await AvatarSession.objects.acreate(
+        liveavatar_session_id="0b7c1c8e-0000-4000-8000-000000000000",
+        status=SessionStatus.ACTIVE,
+        started_at=timezone.now(),
+    )
     session = await lifecycle.stop_session(session)
     assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
 
@@ -115,17 +124,23 @@ async def test_the_reaper_stops_orphans_at_liveavatar_and_leaves_live_pages_alon
     quiet_but_recent, _ = await started_session()
     stale_socket, _ = await started_session()
     long_ago = timezone.now() - timedelta(minutes=10)
-    await AvatarSession.objects.filter(pk=orphan.pk).aupdate(status=SessionStatus.ACTIVE, started_at=long_ago,
-                                                             last_event_at=long_ago)
+    await AvatarSession.objects.filter(pk=orphan.pk).aupdate(
+        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=long_ago
+    )
     # Silent past the grace period, but its socket is open: the visitor may just be reading.
     await AvatarSession.objects.filter(pk=watched.pk).aupdate(
-        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=timezone.now() - timedelta(minutes=4),
-        open_connections=1)
+        status=SessionStatus.ACTIVE,
+        started_at=long_ago,
+        last_event_at=timezone.now() - timedelta(minutes=4),
+        open_connections=1,
+    )
     await AvatarSession.objects.filter(pk=quiet_but_recent.pk).aupdate(
-        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=timezone.now())
+        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=timezone.now()
+    )
     # Counted as connected, but not even a keep-alive for three grace periods: its process died.
     await AvatarSession.objects.filter(pk=stale_socket.pk).aupdate(
-        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=long_ago, open_connections=1)
+        status=SessionStatus.ACTIVE, started_at=long_ago, last_event_at=long_ago, open_connections=1
+    )
 
     counts = await lifecycle.reap_orphans()
 
@@ -136,8 +151,12 @@ async def test_the_reaper_stops_orphans_at_liveavatar_and_leaves_live_pages_alon
     assert remote["end_reason"] == "USER_DISCONNECTED"
     assert orphan.reconciled_at is not None
     assert (await AvatarSession.objects.aget(pk=stale_socket.pk)).status == SessionStatus.ENDED
-    statuses = [s async for s in AvatarSession.objects.filter(pk__in=[watched.pk, quiet_but_recent.pk])
-                .values_list("status", flat=True)]
+    statuses = [
+        s
+        async for s in AvatarSession.objects.filter(pk__in=[watched.pk, quiet_but_recent.pk]).values_list(
+            "status", flat=True
+        )
+    ]
     assert statuses == [SessionStatus.ACTIVE, SessionStatus.ACTIVE]
 
 

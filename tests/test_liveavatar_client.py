@@ -22,8 +22,9 @@ def mocked(*responses, max_retries=2):
         answer = responses[min(len(requests), len(responses)) - 1]
         return answer(request) if callable(answer) else answer
 
-    client = LiveAvatarClient("https://api.example", SECRET, max_retries=max_retries,
-                              transport=httpx.MockTransport(handler))
+    client = LiveAvatarClient(
+        "https://api.example", SECRET, max_retries=max_retries, transport=httpx.MockTransport(handler)
+    )
     return client, requests
 
 
@@ -109,8 +110,10 @@ async def test_it_does_not_retry_minting_on_500():
 
 
 async def test_it_honours_a_short_retry_after_on_429():
-    client, requests = mocked(envelope(429, 4029, "slow down", headers={"Retry-After": "0.3"}),
-                              envelope(200, 1000, data={"session_id": "s", "session_token": "t"}))
+    client, requests = mocked(
+        envelope(429, 4029, "slow down", headers={"Retry-After": "0.3"}),
+        envelope(200, 1000, data={"session_id": "s", "session_token": "t"}),
+    )
     began = time.monotonic()
     assert (await client.create_token(FULL))["session_id"] == "s"
     assert len(requests) == 2 and time.monotonic() - began >= 0.3

@@ -28,8 +28,9 @@ def liveavatar_answers(monkeypatch):
     """Make the LiveAvatar network answer with the given response."""
 
     def answer(response):
-        client = LiveAvatarClient(EMULATOR_BASE_URL, "emulator-api-key", transport=httpx.MockTransport(
-            lambda request: response))
+        client = LiveAvatarClient(
+            EMULATOR_BASE_URL, "emulator-api-key", transport=httpx.MockTransport(lambda request: response)
+        )
         monkeypatch.setattr(liveavatar, "get_client", lambda: client)
 
     return answer
@@ -59,8 +60,9 @@ def test_it_mints_a_token_for_the_page_and_never_shows_the_api_key(client, setti
     assert SECRET not in json.dumps(session.config)
 
 
-def test_the_page_is_built_while_liveavatar_mints_and_is_the_page_render_makes(client, settings, daphne_server,
-                                                                               monkeypatch):
+def test_the_page_is_built_while_liveavatar_mints_and_is_the_page_render_makes(
+    client, settings, daphne_server, monkeypatch
+):
     # Over HTTP (the emulator of another process), as the real service is reached.
     settings.LIVEAVATAR_EMULATOR_URL = f"{daphne_server.url}/liveavatar-emulator"
     answered_before_prepare = []
@@ -125,8 +127,12 @@ def test_it_reports_health():
 
 
 def test_it_reports_a_channel_layer_that_is_down(client, settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                                           "CONFIG": {"hosts": ["redis://127.0.0.1:1"]}}}
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1"]},
+        }
+    }
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json()["channel_layer"] == "down"
 
@@ -139,8 +145,16 @@ def test_it_reports_a_database_that_is_down(make_daphne_server):
 
 
 async def test_it_mints_with_the_allowed_overrides_only():
-    session, token = await mint_session(visitor_key="api:partner", created_via="api", overrides={
-        "is_sandbox": True, "interactivity_type": "PUSH_TO_TALK", "max_session_duration": 90, "language": "fr"})
+    session, token = await mint_session(
+        visitor_key="api:partner",
+        created_via="api",
+        overrides={
+            "is_sandbox": True,
+            "interactivity_type": "PUSH_TO_TALK",
+            "max_session_duration": 90,
+            "language": "fr",
+        },
+    )
     assert token and session.liveavatar_session_id
     assert (session.is_sandbox, session.interactivity, session.max_session_duration) == (True, "PUSH_TO_TALK", 90)
     assert session.config["avatar_persona"]["language"] == "fr" and session.created_via == "api"

@@ -14,8 +14,7 @@ KEY = "la-test-not-a-real-key"
 @pytest.fixture
 def real_server(make_daphne_server):
     # Nothing listens on the port: every LiveAvatar call fails to connect.
-    return make_daphne_server(env={"LIVEAVATAR_API_KEY": KEY,
-                                   "LIVEAVATAR_API_URL": f"http://127.0.0.1:{free_port()}"})
+    return make_daphne_server(env={"LIVEAVATAR_API_KEY": KEY, "LIVEAVATAR_API_URL": f"http://127.0.0.1:{free_port()}"})
 
 
 def test_the_emulator_is_not_mounted(real_server):
@@ -25,8 +24,9 @@ def test_the_emulator_is_not_mounted(real_server):
     assert response.status_code == 404
     # The emulated room is not refused after the handshake (4401, as for a bad token): there is no room.
     with pytest.raises(InvalidStatus):
-        connect(f"{real_server.ws_url}/liveavatar-emulator/rtc?access_token=x", origin=real_server.url,
-                open_timeout=5).close()
+        connect(
+            f"{real_server.ws_url}/liveavatar-emulator/rtc?access_token=x", origin=real_server.url, open_timeout=5
+        ).close()
 
 
 def test_the_visitor_is_told_the_avatar_service_cannot_be_reached(real_server):

@@ -44,8 +44,9 @@ def ok_token(request):
 
 def echoing_error(status):
     """A misbehaving upstream that quotes the key back in its error message."""
-    return lambda request: httpx.Response(status, json={"code": 4003, "data": None,
-                                                        "message": f"bad key {request.headers['X-API-KEY']}"})
+    return lambda request: httpx.Response(
+        status, json={"code": 4003, "data": None, "message": f"bad key {request.headers['X-API-KEY']}"}
+    )
 
 
 def test_the_api_key_appears_in_no_page_response_error_or_log_line(real_key, caplog):
@@ -63,8 +64,13 @@ def test_the_api_key_appears_in_no_page_response_error_or_log_line(real_key, cap
         real_key["answer"] = echoing_error(status)
         seen.append(visitor.get("/"))
         seen.append(Client().post("/api/v1/sessions", "{}", content_type="application/json", **api))
-    seen += [staff.get("/admin/sessions_app/avatarsession/"), staff.get("/dashboard/"),
-             Client().get("/api/v1/sessions", **api), Client().get("/api/v1/openapi.json"), Client().get("/healthz")]
+    seen += [
+        staff.get("/admin/sessions_app/avatarsession/"),
+        staff.get("/dashboard/"),
+        Client().get("/api/v1/sessions", **api),
+        Client().get("/api/v1/openapi.json"),
+        Client().get("/healthz"),
+    ]
     for session in AvatarSession.objects.all():
         seen.append(staff.get(f"/admin/sessions_app/avatarsession/{session.pk}/change/"))
         seen.append(Client().get(f"/api/v1/sessions/{session.pk}", **api))
@@ -87,13 +93,16 @@ def test_a_failing_liveavatar_gives_the_visitor_a_clear_message(real_key):
 def test_a_credential_opens_its_own_session_only():
     mine, theirs = AvatarSession.objects.create(), AvatarSession.objects.create()
     body = json.dumps({"events": [{"seq": 1, "source": "client", "event": {"event_type": "client.keepalive"}}]})
-    response = Client().post(f"/sessions/{theirs.pk}/events?credential={credentials.mint(mine.pk)}", body,
-                             content_type="text/plain")
+    response = Client().post(
+        f"/sessions/{theirs.pk}/events?credential={credentials.mint(mine.pk)}", body, content_type="text/plain"
+    )
     assert response.status_code == 401
     assert not theirs.events.exists()
     forged = credentials.mint(mine.pk).rsplit(":", 1)[0] + ":forged"
-    assert Client().post(f"/sessions/{mine.pk}/events?credential={forged}", body,
-                         content_type="text/plain").status_code == 401
+    assert (
+        Client().post(f"/sessions/{mine.pk}/events?credential={forged}", body, content_type="text/plain").status_code
+        == 401
+    )
 
 
 async def test_websockets_refuse_foreign_origins_and_missing_credentials():
@@ -103,8 +112,10 @@ async def test_websockets_refuse_foreign_origins_and_missing_credentials():
 
     session = await AvatarSession.objects.acreate()
     credential = credentials.mint(session.pk)
-    for path, origin in [(f"/ws/sessions/{session.pk}/events/?credential={credential}", b"http://evil.example"),
-                         ("/ws/dashboard/", b"http://evil.example")]:
+    for path, origin in [
+        (f"/ws/sessions/{session.pk}/events/?credential={credential}", b"http://evil.example"),
+        ("/ws/dashboard/", b"http://evil.example"),
+    ]:
         communicator = WebsocketCommunicator(application, path, headers=[(b"origin", origin)])
         connected, _ = await communicator.connect()
         assert not connected
@@ -181,21 +192,32 @@ def test_minting_is_rate_limited_per_client_even_without_cookies(settings, real_
     assert set(AvatarSession.objects.values_list("client_address", flat=True)) == {"203.0.113.7", "198.51.100.9"}
     # A partner's API calls from that address have their own (per-key) limit.
     _, api_key = ApiKey.create("robot", ["sessions:write"])
-    response = Client().post("/api/v1/sessions", "{}", content_type="application/json", REMOTE_ADDR="203.0.113.7",
-                             HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    response = Client().post(
+        "/api/v1/sessions",
+        "{}",
+        content_type="application/json",
+        REMOTE_ADDR="203.0.113.7",
+        HTTP_AUTHORIZATION=f"Bearer {api_key}",
+    )
     assert response.status_code == 201
 
 
 def test_oversized_input_is_refused(settings):
     session = AvatarSession.objects.create()
-    big = json.dumps({"events": [{"seq": 1, "source": "client",
-                                  "event": {"event_type": "client.error", "message": "x" * 70_000}}]})
-    response = Client().post(f"/sessions/{session.pk}/events?credential={credentials.mint(session.pk)}", big,
-                             content_type="text/plain")
+    big = json.dumps(
+        {"events": [{"seq": 1, "source": "client", "event": {"event_type": "client.error", "message": "x" * 70_000}}]}
+    )
+    response = Client().post(
+        f"/sessions/{session.pk}/events?credential={credentials.mint(session.pk)}", big, content_type="text/plain"
+    )
     assert response.status_code == 413
     _, api_key = ApiKey.create("robot", ["sessions:write"])
-    response = Client().post("/api/v1/sessions", json.dumps({"language": "x" * 2_000_000}),
-                             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    response = Client().post(
+        "/api/v1/sessions",
+        json.dumps({"language": "x" * 2_000_000}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {api_key}",
+    )
     assert response.status_code in (400, 413, 422)
     assert not session.events.exists()
 

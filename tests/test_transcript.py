@@ -32,21 +32,37 @@ EXPECTED = [
 
 def test_it_builds_the_recorded_conversation_exactly():
     entries = transcript.build(conversation())
-    got = [(e["speaker"], e["text"], e["started_at"] - T, e["ended_at"] - T, e["interrupted"], e["from_chunks"],
-            e["latency_ms"]) for e in entries]
+    got = [
+        (
+            e["speaker"],
+            e["text"],
+            e["started_at"] - T,
+            e["ended_at"] - T,
+            e["interrupted"],
+            e["from_chunks"],
+            e["latency_ms"],
+        )
+        for e in entries
+    ]
     assert got == EXPECTED
     assert [e["position"] for e in entries] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_it_measures_the_recorded_conversation_exactly():
     assert transcript.metrics(transcript.build(conversation())) == {
-        "turn_count": 7, "interruption_count": 1, "median_latency_ms": 900, "avatar_speaking_ms": 6550,
+        "turn_count": 7,
+        "interruption_count": 1,
+        "median_latency_ms": 900,
+        "avatar_speaking_ms": 6550,
     }
 
 
 def test_chunks_are_replaced_by_the_final_not_doubled():
-    items = [item(1, 0, "user.speak_started"), item(2, 100, "user.transcription.chunk", text="hel"),
-             item(3, 200, "user.transcription.chunk", text="hello there")]
+    items = [
+        item(1, 0, "user.speak_started"),
+        item(2, 100, "user.transcription.chunk", text="hel"),
+        item(3, 200, "user.transcription.chunk", text="hello there"),
+    ]
     [live] = transcript.build(items)
     assert (live["text"], live["from_chunks"]) == ("hello there", True)
     items += [item(4, 300, "user.speak_ended"), item(5, 400, "user.transcription", text="Hello there.")]
@@ -55,37 +71,54 @@ def test_chunks_are_replaced_by_the_final_not_doubled():
 
 
 def test_avatar_chunks_alone_make_an_entry_and_a_stop_mid_speech_marks_it_interrupted():
-    items = [item(1, 0, "avatar.speak_started"), item(2, 100, "avatar.transcription_chunk", text="Our shop"),
-             item(3, 200, "avatar.transcription_chunk", text="opens at"),
-             item(4, 300, "session.stopped", end_reason="MAX_DURATION_REACHED")]
+    items = [
+        item(1, 0, "avatar.speak_started"),
+        item(2, 100, "avatar.transcription_chunk", text="Our shop"),
+        item(3, 200, "avatar.transcription_chunk", text="opens at"),
+        item(4, 300, "session.stopped", end_reason="MAX_DURATION_REACHED"),
+    ]
     [entry] = transcript.build(items)
-    assert (entry["text"], entry["from_chunks"], entry["interrupted"], entry["ended_at"]) == \
-        ("Our shop opens at", True, True, T + 300)
+    assert (entry["text"], entry["from_chunks"], entry["interrupted"], entry["ended_at"]) == (
+        "Our shop opens at",
+        True,
+        True,
+        T + 300,
+    )
 
 
 def test_a_final_sent_after_the_speech_joins_that_turn():
-    items = [item(1, 0, "avatar.speak_started"), item(2, 100, "avatar.transcription.chunk", text="Hi"),
-             item(3, 200, "avatar.speak_ended"), item(4, 250, "avatar.transcription", text="Hi")]
+    items = [
+        item(1, 0, "avatar.speak_started"),
+        item(2, 100, "avatar.transcription.chunk", text="Hi"),
+        item(3, 200, "avatar.speak_ended"),
+        item(4, 250, "avatar.transcription", text="Hi"),
+    ]
     assert [(e["text"], e["from_chunks"]) for e in transcript.build(items)] == [("Hi", False)]
 
 
 def test_an_interrupt_drops_queued_replies_that_were_never_spoken():
-    items = [item(1, 0, "avatar.transcription", text="One."), item(2, 10, "avatar.transcription", text="Two."),
-             item(3, 20, "avatar.speak_started"), item(4, 30, "avatar.interrupt", source="command"),
-             item(5, 40, "avatar.speak_ended")]
+    items = [
+        item(1, 0, "avatar.transcription", text="One."),
+        item(2, 10, "avatar.transcription", text="Two."),
+        item(3, 20, "avatar.speak_started"),
+        item(4, 30, "avatar.interrupt", source="command"),
+        item(5, 40, "avatar.speak_ended"),
+    ]
     assert [(e["text"], e["interrupted"]) for e in transcript.build(items)] == [("One.", True)]
 
 
 def typed_exchange(first_seq: int, dt: int) -> list[dict]:
     """A question typed for the avatar's LLM, its answer, then a line the page had said word for word."""
-    return [item(first_seq, dt, "avatar.speak_response", source="command", text="What are your opening hours?"),
-            item(first_seq + 1, dt + 700, "avatar.transcription", text="Nine to five."),
-            item(first_seq + 2, dt + 800, "avatar.speak_started"),
-            item(first_seq + 3, dt + 1500, "avatar.speak_ended"),
-            item(first_seq + 4, dt + 2000, "avatar.speak_text", source="command", text="Anything else?"),
-            item(first_seq + 5, dt + 2100, "avatar.transcription", text="Anything else?"),
-            item(first_seq + 6, dt + 2150, "avatar.speak_started"),
-            item(first_seq + 7, dt + 2600, "avatar.speak_ended")]
+    return [
+        item(first_seq, dt, "avatar.speak_response", source="command", text="What are your opening hours?"),
+        item(first_seq + 1, dt + 700, "avatar.transcription", text="Nine to five."),
+        item(first_seq + 2, dt + 800, "avatar.speak_started"),
+        item(first_seq + 3, dt + 1500, "avatar.speak_ended"),
+        item(first_seq + 4, dt + 2000, "avatar.speak_text", source="command", text="Anything else?"),
+        item(first_seq + 5, dt + 2100, "avatar.transcription", text="Anything else?"),
+        item(first_seq + 6, dt + 2150, "avatar.speak_started"),
+        item(first_seq + 7, dt + 2600, "avatar.speak_ended"),
+    ]
 
 
 def test_a_typed_question_is_the_visitors_utterance_and_the_answers_latency_counts_from_it():
@@ -93,12 +126,17 @@ def test_a_typed_question_is_the_visitors_utterance_and_the_answers_latency_coun
     assert [(e["speaker"], e["text"], e["from_chunks"], e["latency_ms"]) for e in entries] == [
         ("user", "What are your opening hours?", False, None),
         ("avatar", "Nine to five.", False, 800),
-        ("avatar", "Anything else?", False, None)]  # speak_text: the page's words, not the visitor's
+        ("avatar", "Anything else?", False, None),
+    ]  # speak_text: the page's words, not the visitor's
 
 
 def test_silence_without_words_makes_no_entry():
-    items = [item(1, 0, "user.speak_started"), item(2, 100, "user.speak_ended"),
-             item(3, 200, "avatar.speak_started"), item(4, 300, "avatar.speak_ended")]
+    items = [
+        item(1, 0, "user.speak_started"),
+        item(2, 100, "user.speak_ended"),
+        item(3, 200, "avatar.speak_started"),
+        item(4, 300, "avatar.speak_ended"),
+    ]
     assert transcript.build(items) == []
     assert transcript.metrics([])["median_latency_ms"] is None
 
@@ -131,7 +169,7 @@ def test_incremental_builds_equal_the_full_build_at_every_batch_boundary():
         assert entries == transcript.build(events[:count]), count
     # batches of every size
     for size in range(2, 12):
-        results = incremental([events[i:i + size] for i in range(0, len(events), size)])
+        results = incremental([events[i : i + size] for i in range(0, len(events), size)])
         assert results[-1] == transcript.build(events), size
     # and with a typed question after the spoken ones, before the end
     spoken, end = events[:-3], events[-3:]
@@ -147,12 +185,16 @@ def test_the_fixture_has_checkpoints_so_incremental_builds_stay_short():
     assert checkpoint is not None and 0 < checkpoint[1] <= len(entries)
     # a build from the checkpoint folds only what follows it and numbers entries after it
     seq, position = checkpoint
-    rest, _ = transcript.build_after([e for e in events if e["seq"] > seq], position,
-                                     entries[position - 1]["started_at"])
+    rest, _ = transcript.build_after(
+        [e for e in events if e["seq"] > seq], position, entries[position - 1]["started_at"]
+    )
     assert entries[:position] + rest == entries
 
 
 def test_an_entry_before_the_checkpoint_asks_for_a_full_build():
-    items = [item(1, 500, "user.speak_started"), item(2, 600, "user.speak_ended"),
-             item(3, 700, "user.transcription", text="Hi")]
+    items = [
+        item(1, 500, "user.speak_started"),
+        item(2, 600, "user.speak_ended"),
+        item(3, 700, "user.transcription", text="Hi"),
+    ]
     assert transcript.build_after(items, position=3, floor=T + 800) is None

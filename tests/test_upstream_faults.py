@@ -43,8 +43,9 @@ class MisbehavingLiveAvatar:
                 quoted = f"request with key {self.headers.get('X-API-KEY')} refused"
                 if upstream.behaviour == "ok":
                     upstream.minted.append(f"la-session-{len(upstream.minted) + 1}")
-                    self._answer(200, {"code": 1000, "data": {"session_id": upstream.minted[-1],
-                                                              "session_token": "token"}})
+                    self._answer(
+                        200, {"code": 1000, "data": {"session_id": upstream.minted[-1], "session_token": "token"}}
+                    )
                 elif upstream.behaviour == "slow":
                     time.sleep(SLOW_SECONDS)
                     self._answer(200, {"code": 1000, "data": {"session_id": "late", "session_token": "late"}})
@@ -59,8 +60,11 @@ class MisbehavingLiveAvatar:
                 raw = json.dumps(body).encode()
                 try:
                     self.send_response(status)
-                    for name, value in {"Content-Type": "application/json", "Content-Length": str(len(raw)),
-                                        **(headers or {})}.items():
+                    for name, value in {
+                        "Content-Type": "application/json",
+                        "Content-Length": str(len(raw)),
+                        **(headers or {}),
+                    }.items():
                         self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(raw)
@@ -90,12 +94,14 @@ def upstream():
 @pytest.fixture
 def site(make_daphne_server, upstream):
     """The site on a real Daphne, with a (dummy) API key and LiveAvatar at the misbehaving server."""
-    return make_daphne_server(env={
-        "LIVEAVATAR_API_KEY": KEY,
-        "LIVEAVATAR_API_URL": upstream.url,
-        "LIVEAVATAR_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "MINT_RATE_PER_MINUTE": "100",
-    })
+    return make_daphne_server(
+        env={
+            "LIVEAVATAR_API_KEY": KEY,
+            "LIVEAVATAR_API_URL": upstream.url,
+            "LIVEAVATAR_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "MINT_RATE_PER_MINUTE": "100",
+        }
+    )
 
 
 @pytest.fixture
@@ -157,8 +163,12 @@ def test_a_liveavatar_5xx_gives_a_clear_message(site, upstream, api_headers):
     assert "[redacted]" in api.json()["message"]  # the quoted key, removed
     # "Start a new conversation" (POST, CSRF) says the same.
     cookies = page.cookies
-    again = httpx.post(f"{site.url}/sessions/new", cookies=cookies, timeout=10,
-                       headers={"X-CSRFToken": cookies["csrftoken"], "Referer": f"{site.url}/"})
+    again = httpx.post(
+        f"{site.url}/sessions/new",
+        cookies=cookies,
+        timeout=10,
+        headers={"X-CSRFToken": cookies["csrftoken"], "Referer": f"{site.url}/"},
+    )
     assert again.status_code == 503 and "not available right now" in again.json()["error"]
     assert_no_key(site, page, api, again)
 

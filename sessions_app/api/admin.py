@@ -8,8 +8,9 @@ from ..models import ApiKey
 
 
 class ApiKeyForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=[(scope, scope) for scope in ApiKey.SCOPES],
-                                       widget=forms.CheckboxSelectMultiple)
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in ApiKey.SCOPES], widget=forms.CheckboxSelectMultiple
+    )
 
     class Meta:
         model = ApiKey

@@ -20,13 +20,32 @@ from ..liveavatar import LiveAvatarError
 from ..models import AvatarSession, TranscriptEntry
 from . import formats
 from .auth import READ, WRITE, caller, requires
-from .schemas import (ErrorOut, EventBatchIn, EventBatchOut, EventOut, Pages, SessionCreatedOut, SessionCreateIn,
-                      SessionFilters, SessionOut, TranscriptOut)
+from .schemas import (
+    ErrorOut,
+    EventBatchIn,
+    EventBatchOut,
+    EventOut,
+    Pages,
+    SessionCreatedOut,
+    SessionCreateIn,
+    SessionFilters,
+    SessionOut,
+    TranscriptOut,
+)
 
 ERROR_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "too_large", 422: "validation_error", 429: "throttled",
-    502: "liveavatar_failed", 503: "server_busy", 504: "liveavatar_timeout",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "validation_error",
+    429: "throttled",
+    502: "liveavatar_failed",
+    503: "server_busy",
+    504: "liveavatar_timeout",
 }
 
 
@@ -46,7 +65,7 @@ api = NinjaAPI(
     title="avatar_site API",
     version="1",
     description="Mint LiveAvatar sessions, forward their events and read what the site stored. "
-                "Authenticate with `Authorization: Bearer <API key>`.",
+    "Authenticate with `Authorization: Bearer <API key>`.",
     urls_namespace="api",
     parser=OneValueParser(),
     # Swagger UI from ninja's static files (no CDN); no validator badge, which would load from swagger.io.
@@ -108,40 +127,59 @@ def _liveavatar_failed(exc: LiveAvatarError) -> HttpError:
 
 
 # The API's names for the overrides minting accepts.
-OVERRIDE_NAMES = {"language": "language", "sandbox": "is_sandbox", "interactivity": "interactivity_type",
-                  "max_session_duration": "max_session_duration"}
+OVERRIDE_NAMES = {
+    "language": "language",
+    "sandbox": "is_sandbox",
+    "interactivity": "interactivity_type",
+    "max_session_duration": "max_session_duration",
+}
 
 
-@api.post("/sessions", response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 422, 502, 504)},
-          auth=requires(WRITE), tags=["sessions"], summary="Mint a LiveAvatar session token and record the session")
+@api.post(
+    "/sessions",
+    response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 422, 502, 504)},
+    auth=requires(WRITE),
+    tags=["sessions"],
+    summary="Mint a LiveAvatar session token and record the session",
+)
 async def create_session(request, overrides: SessionCreateIn | None = None):
     chosen = overrides.model_dump(exclude_none=True) if overrides else {}
     try:
         session, token = await minting.mint_session(
-            visitor_key=caller(request.auth), client_address=request.META.get("REMOTE_ADDR", ""),
+            visitor_key=caller(request.auth),
+            client_address=request.META.get("REMOTE_ADDR", ""),
             created_via="api",
-            overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()})
+            overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()},
+        )
     except minting.MintRateLimited:
         raise Throttled(wait=60) from None
     except minting.MintError as exc:
         raise _liveavatar_failed(exc.error) from None
     page = minting.page_config(request, session, token)
     scheme = "wss" if request.is_secure() else "ws"
-    return Status(201, {
-        "session_id": session.id,
-        "liveavatar_session_id": session.liveavatar_session_id,
-        "session_token": token,
-        "liveavatar_api_url": page["liveavatar_api_url"],
-        "events_url": f"{scheme}://{request.get_host()}{page['events_ws_url']}",
-        "events_http_url": request.build_absolute_uri(page["events_http_url"]),
-        "interactivity": session.interactivity,
-        "max_session_duration": session.max_session_duration,
-        "is_sandbox": session.is_sandbox,
-    })
+    return Status(
+        201,
+        {
+            "session_id": session.id,
+            "liveavatar_session_id": session.liveavatar_session_id,
+            "session_token": token,
+            "liveavatar_api_url": page["liveavatar_api_url"],
+            "events_url": f"{scheme}://{request.get_host()}{page['events_ws_url']}",
+            "events_http_url": request.build_absolute_uri(page["events_http_url"]),
+            "interactivity": session.interactivity,
+            "max_session_duration": session.max_session_duration,
+            "is_sandbox": session.is_sandbox,
+        },
+    )
 
 
-@api.get("/sessions", response={200: list[SessionOut], **errors(*AUTH_ERRORS, 422)}, auth=requires(READ),
-         tags=["sessions"], summary="List sessions, newest first")
+@api.get(
+    "/sessions",
+    response={200: list[SessionOut], **errors(*AUTH_ERRORS, 422)},
+    auth=requires(READ),
+    tags=["sessions"],
+    summary="List sessions, newest first",
+)
 @paginate(Pages)
 def list_sessions(request, filters: Query[SessionFilters]):
     sessions = AvatarSession.objects.all()
@@ -157,8 +195,13 @@ def list_sessions(request, filters: Query[SessionFilters]):
     return sessions
 
 
-@api.get("/sessions/{session_id}", response={200: SessionOut, **errors(*AUTH_ERRORS, 404, 422)},
-         auth=requires(READ), tags=["sessions"], summary="One session")
+@api.get(
+    "/sessions/{session_id}",
+    response={200: SessionOut, **errors(*AUTH_ERRORS, 404, 422)},
+    auth=requires(READ),
+    tags=["sessions"],
+    summary="One session",
+)
 def get_session(request, session_id: uuid.UUID):
     return _session(session_id)
 
@@ -166,10 +209,18 @@ def get_session(request, session_id: uuid.UUID):
 TRANSCRIPT_MEDIA = {"text": "text/plain; charset=utf-8", "vtt": "text/vtt; charset=utf-8"}
 
 
-@api.get("/sessions/{session_id}/transcript", response={200: TranscriptOut, **errors(*AUTH_ERRORS, 404, 422)},
-         auth=requires(READ), tags=["sessions"], summary="A session's transcript as JSON, plain text or WebVTT",
-         openapi_extra={"responses": {200: {"content": {
-             "text/plain": {"schema": {"type": "string"}}, "text/vtt": {"schema": {"type": "string"}}}}}})
+@api.get(
+    "/sessions/{session_id}/transcript",
+    response={200: TranscriptOut, **errors(*AUTH_ERRORS, 404, 422)},
+    auth=requires(READ),
+    tags=["sessions"],
+    summary="A session's transcript as JSON, plain text or WebVTT",
+    openapi_extra={
+        "responses": {
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}, "text/vtt": {"schema": {"type": "string"}}}}
+        }
+    },
+)
 def get_transcript(request, session_id: uuid.UUID, format: Literal["json", "text", "vtt"] = "json"):
     session = _session(session_id)
     entries = session.transcript.all()
@@ -184,24 +235,38 @@ def get_transcript(request, session_id: uuid.UUID, format: Literal["json", "text
     return HttpResponse(body, content_type=TRANSCRIPT_MEDIA[format])
 
 
-@api.get("/sessions/{session_id}/events", response={200: list[EventOut], **errors(*AUTH_ERRORS, 404, 422)},
-         auth=requires(READ), tags=["events"], summary="A session's stored events in page order (seq)")
+@api.get(
+    "/sessions/{session_id}/events",
+    response={200: list[EventOut], **errors(*AUTH_ERRORS, 404, 422)},
+    auth=requires(READ),
+    tags=["events"],
+    summary="A session's stored events in page order (seq)",
+)
 @paginate(Pages)
 def list_events(request, session_id: uuid.UUID):
     return _session(session_id).events.order_by("seq")
 
 
-@api.post("/sessions/{session_id}/events",
-          response={200: EventBatchOut, **errors(*AUTH_ERRORS, 400, 404, 413, 422, 503)},
-          auth=requires(WRITE), tags=["events"], summary="Send a batch of events, as the page does on its websocket")
+@api.post(
+    "/sessions/{session_id}/events",
+    response={200: EventBatchOut, **errors(*AUTH_ERRORS, 400, 404, 413, 422, 503)},
+    auth=requires(WRITE),
+    tags=["events"],
+    summary="Send a batch of events, as the page does on its websocket",
+)
 async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
     session = await aget_object_or_404(AvatarSession, pk=session_id)
     result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
     return {"acked": result.acked, "errors": result.errors}
 
 
-@api.post("/sessions/{session_id}/stop", response={200: SessionOut, **errors(*AUTH_ERRORS, 404, 409, 422, 502, 504)},
-          auth=requires(WRITE), tags=["sessions"], summary="Stop a live session at LiveAvatar and mark it ended")
+@api.post(
+    "/sessions/{session_id}/stop",
+    response={200: SessionOut, **errors(*AUTH_ERRORS, 404, 409, 422, 502, 504)},
+    auth=requires(WRITE),
+    tags=["sessions"],
+    summary="Stop a live session at LiveAvatar and mark it ended",
+)
 async def stop_session(request, session_id: uuid.UUID):
     session = await aget_object_or_404(AvatarSession, pk=session_id)
     if not session.is_live:
@@ -212,8 +277,13 @@ async def stop_session(request, session_id: uuid.UUID):
         raise _liveavatar_failed(exc) from None
 
 
-@api.delete("/sessions/{session_id}", response={204: None, **errors(*AUTH_ERRORS, 404, 409, 422)},
-            auth=requires(WRITE), tags=["sessions"], summary="Delete a session with its events and transcript")
+@api.delete(
+    "/sessions/{session_id}",
+    response={204: None, **errors(*AUTH_ERRORS, 404, 409, 422)},
+    auth=requires(WRITE),
+    tags=["sessions"],
+    summary="Delete a session with its events and transcript",
+)
 def delete_session(request, session_id: uuid.UUID):
     session = _session(session_id)
     if session.is_live:

@@ -26,10 +26,14 @@ def use_key(raw_key: str) -> ApiKey | None:
     now = timezone.now()
     window = now.replace(second=0, microsecond=0)
     # One UPDATE both finds the key and counts the request atomically, whichever process runs it.
-    found = ApiKey.objects.active().filter(key_hash=ApiKey.hash(raw_key)).update(
-        last_used_at=now,
-        window_requests=Case(When(window_started_at=window, then=F("window_requests") + 1), default=Value(1)),
-        window_started_at=window,
+    found = (
+        ApiKey.objects.active()
+        .filter(key_hash=ApiKey.hash(raw_key))
+        .update(
+            last_used_at=now,
+            window_requests=Case(When(window_started_at=window, then=F("window_requests") + 1), default=Value(1)),
+            window_started_at=window,
+        )
     )
     if not found:
         return None

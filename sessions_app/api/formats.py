@@ -35,7 +35,11 @@ def as_vtt(entries, start: datetime) -> str:
         begin = max(entry.started_at or cursor, start)
         end = entry.ended_at if entry.ended_at and entry.ended_at > begin else begin + DEFAULT_CUE
         text = " ".join(_escape(entry.text).splitlines())  # a blank line would end the cue
-        cues += [str(number), f"{_timestamp(begin - start)} --> {_timestamp(end - start)}",
-                 f"<v {entry.get_speaker_display()}>{text}", ""]
+        cues += [
+            str(number),
+            f"{_timestamp(begin - start)} --> {_timestamp(end - start)}",
+            f"<v {entry.get_speaker_display()}>{text}",
+            "",
+        ]
         cursor = end
     return "\n".join(cues)

@@ -46,8 +46,13 @@ class SessionFilters(Schema):
     created_after: dt.datetime | None = Field(None, description="Created at or after this time (ISO 8601).")
     created_before: dt.datetime | None = Field(None, description="Created before this time (ISO 8601).")
     # No NUL: PostgreSQL refuses it in text.
-    q: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00]*$",
-                          description="Text that appears in the session's transcript (case-insensitive).")
+    q: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00]*$",
+        description="Text that appears in the session's transcript (case-insensitive).",
+    )
 
     _iso_only = field_validator("created_after", "created_before", mode="before")(_iso_only)
     _to_utc = field_validator("created_after", "created_before")(_utc)
@@ -64,25 +69,34 @@ class SessionCreateIn(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["en", "fr"],
-                                 description="Language of the avatar (ISO code).")
+    language: str | None = Field(
+        None,
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+        examples=["en", "fr"],
+        description="Language of the avatar (ISO code).",
+    )
     # What the schema says and nothing coerced into it: 0, 0.0 or "yes" are not booleans, "60" is
     # not a number (a whole 60.0 is, as JSON Schema counts it).
     sandbox: StrictBool | None = Field(None, description="A free, short sandbox session (sandbox avatar only).")
     interactivity: Literal["CONVERSATIONAL", "PUSH_TO_TALK"] | None = None
-    max_session_duration: Annotated[int, Interval(ge=30, le=settings.LIVEAVATAR_MAX_SESSION_SECONDS),
-                                    BeforeValidator(_json_number)] | None = Field(
-        None, description=f"Seconds; at most LIVEAVATAR_MAX_SESSION_SECONDS ({settings.LIVEAVATAR_MAX_SESSION_SECONDS}).")
+    max_session_duration: (
+        Annotated[int, Interval(ge=30, le=settings.LIVEAVATAR_MAX_SESSION_SECONDS), BeforeValidator(_json_number)]
+        | None
+    ) = Field(
+        None,
+        description=f"Seconds; at most LIVEAVATAR_MAX_SESSION_SECONDS ({settings.LIVEAVATAR_MAX_SESSION_SECONDS}).",
+    )
 
 
 class EventBatchIn(Schema):
     """The forwarding protocol's batch (docs/ARCHITECTURE.md); each item is checked as on the websocket."""
 
     type: Literal["events"] = "events"
-    events: list[dict] = Field(description=f"At most {settings.INGEST_MAX_BATCH} items: "
-                                           "{seq, ts (ms since epoch), source: server|command|client, event: {event_type, ...}}.",
-                               examples=[[{"seq": 1, "ts": 1764081234567, "source": "client",
-                                           "event": {"event_type": "client.started"}}]])
+    events: list[dict] = Field(
+        description=f"At most {settings.INGEST_MAX_BATCH} items: "
+        "{seq, ts (ms since epoch), source: server|command|client, event: {event_type, ...}}.",
+        examples=[[{"seq": 1, "ts": 1764081234567, "source": "client", "event": {"event_type": "client.started"}}]],
+    )
 
 
 class ItemErrorOut(Schema):
@@ -102,7 +116,7 @@ class SessionCreatedOut(Schema):
     session_token: str = Field(description="For POST {liveavatar_api_url}/v1/sessions/start (Bearer).")
     liveavatar_api_url: str
     events_url: str = Field(description="Websocket for forwarding events, credential included: open as is.")
-    events_http_url: str = Field(description="The same for HTTP batches (POST {\"events\": [...]}).")
+    events_http_url: str = Field(description='The same for HTTP batches (POST {"events": [...]}).')
     interactivity: str
     max_session_duration: int | None
     is_sandbox: bool

@@ -23,13 +23,16 @@ def _json_405(view):
         return fixed
 
     if iscoroutinefunction(view):
+
         @functools.wraps(view)
         async def wrapped(request, *args, **kwargs):
             return fix(request, await view(request, *args, **kwargs))
     else:
+
         @functools.wraps(view)
         def wrapped(request, *args, **kwargs):
             return fix(request, view(request, *args, **kwargs))
+
     return wrapped
 
 

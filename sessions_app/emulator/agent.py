@@ -6,21 +6,50 @@ VOICE_ID = "c2527536-6d1f-4412-a643-53a3497dada9"
 DEFAULT_CONTEXT_ID = "5b9dba8a-aa31-11f0-a6ee-066a7fa2e369"
 
 AVATARS = [
-    {"id": SANDBOX_AVATAR_ID, "type": "VIDEO", "status": "ACTIVE", "name": "Wayne", "preview_url": None,
-     "is_expired": False, "default_voice": {"id": VOICE_ID, "name": "Emulated voice"}, "is_1080p": False,
-     "created_at": CREATED, "updated_at": CREATED, "error_message": None},
+    {
+        "id": SANDBOX_AVATAR_ID,
+        "type": "VIDEO",
+        "status": "ACTIVE",
+        "name": "Wayne",
+        "preview_url": None,
+        "is_expired": False,
+        "default_voice": {"id": VOICE_ID, "name": "Emulated voice"},
+        "is_1080p": False,
+        "created_at": CREATED,
+        "updated_at": CREATED,
+        "error_message": None,
+    },
 ]
 VOICES = [
-    {"id": VOICE_ID, "name": "Emulated voice", "description": None, "language": "en", "gender": "male",
-     "created_at": CREATED, "updated_at": CREATED, "tags": []},
+    {
+        "id": VOICE_ID,
+        "name": "Emulated voice",
+        "description": None,
+        "language": "en",
+        "gender": "male",
+        "created_at": CREATED,
+        "updated_at": CREATED,
+        "tags": [],
+    },
 ]
 CONTEXTS = [
-    {"id": DEFAULT_CONTEXT_ID, "name": "Emulator default", "prompt": "You are a friendly receptionist.",
-     "opening_text": "Hello! I am the emulated avatar. What would you like to talk about?",
-     "links": [], "created_at": CREATED, "updated_at": CREATED, "required_dynamic_variables": []},
+    {
+        "id": DEFAULT_CONTEXT_ID,
+        "name": "Emulator default",
+        "prompt": "You are a friendly receptionist.",
+        "opening_text": "Hello! I am the emulated avatar. What would you like to talk about?",
+        "links": [],
+        "created_at": CREATED,
+        "updated_at": CREATED,
+        "required_dynamic_variables": [],
+    },
 ]
-LANGUAGES = [{"language": "English", "code": "en"}, {"language": "French", "code": "fr"},
-             {"language": "German", "code": "de"}, {"language": "Spanish", "code": "es"}]
+LANGUAGES = [
+    {"language": "English", "code": "en"},
+    {"language": "French", "code": "fr"},
+    {"language": "German", "code": "de"},
+    {"language": "Spanish", "code": "es"},
+]
 
 # Seconds of simulated speech per word, before EMULATOR_SPEED.
 SECONDS_PER_WORD = 0.25

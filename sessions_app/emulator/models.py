@@ -89,8 +89,12 @@ class EmulatedSession(models.Model):
         """Append one utterance to the transcript (re-read first: the REST side may have saved meanwhile)."""
         now = timezone.now()
         start = self.started_at or self.created_at
-        entry = {"role": role, "transcript": text, "absolute_timestamp": int(now.timestamp()),
-                 "relative_timestamp": int((now - start).total_seconds())}
+        entry = {
+            "role": role,
+            "transcript": text,
+            "absolute_timestamp": int(now.timestamp()),
+            "relative_timestamp": int((now - start).total_seconds()),
+        }
         self.refresh_from_db(fields=["transcript"])
         self.transcript.append(entry)
         self.save(update_fields=["transcript"])

@@ -34,8 +34,9 @@ def room_group(session_id) -> str:
 
 def notify_stopped(session_id, end_reason: str):
     """Tell the session's room (in any process) that the session has ended. For sync callers."""
-    async_to_sync(get_channel_layer().group_send)(room_group(session_id),
-                                                  {"type": "room.stopped", "end_reason": end_reason})
+    async_to_sync(get_channel_layer().group_send)(
+        room_group(session_id), {"type": "room.stopped", "end_reason": end_reason}
+    )
 
 
 def _claims(query_string: bytes):
@@ -94,10 +95,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user_task = None
         self.queue = asyncio.Queue()
         await self.channel_layer.group_add(room_group(self.sid), self.channel_name)
-        await self.send_json({"type": "joined", "room": self.sid, "identity": claims.identity, "participants": [
-            {"identity": AVATAR, "tracks": ["video", "audio"]},
-            {"identity": self.agent_identity, "tracks": []},
-        ]})
+        await self.send_json(
+            {
+                "type": "joined",
+                "room": self.sid,
+                "identity": claims.identity,
+                "participants": [
+                    {"identity": AVATAR, "tracks": ["video", "audio"]},
+                    {"identity": self.agent_identity, "tracks": []},
+                ],
+            }
+        )
         await self.send_json({"type": "connection_quality", "quality": "excellent"})
         self.tasks = [asyncio.create_task(self._speaker()), asyncio.create_task(self._timer())]
         await self.queue.put((agent.opening_line(session.config), None, False))
@@ -178,8 +186,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if push_to_talk:
             self.ptt_text.append(text)
-        self.user_task = asyncio.create_task(self._user_turn(text, command.get("event_id"), self.user_task,
-                                                             answer=not push_to_talk))
+        self.user_task = asyncio.create_task(
+            self._user_turn(text, command.get("event_id"), self.user_task, answer=not push_to_talk)
+        )
         self.tasks.append(self.user_task)
 
     commands = {
@@ -201,10 +210,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # The simulated participants
 
     async def emit(self, event_type: str, source_event_id: str | None, **payload):
-        event = {"event_id": str(uuid.uuid4()), "event_type": event_type, "session_id": self.sid,
-                 "source_event_id": source_event_id, **payload}
-        await self.send_json({"type": "data", "topic": "agent-response", "from": self.agent_identity,
-                              "payload": json.dumps(event)})
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "session_id": self.sid,
+            "source_event_id": source_event_id,
+            **payload,
+        }
+        await self.send_json(
+            {"type": "data", "topic": "agent-response", "from": self.agent_identity, "payload": json.dumps(event)}
+        )
 
     async def send_json(self, frame: dict):
         await self.send(text_data=json.dumps(frame))

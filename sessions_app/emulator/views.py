@@ -19,8 +19,18 @@ from . import agent
 from .models import EmulatedSession
 from .room import notify_stopped
 
-END_REASONS = {"UNKNOWN", "USER_DISCONNECTED", "SERVER_ERROR", "IDLE_TIMEOUT", "NO_CREDITS", "USER_CLOSED",
-               "AVATAR_DELETED", "MAX_DURATION_REACHED", "ZOMBIE_SESSION_REAP", "AGENT_HANG_UP"}
+END_REASONS = {
+    "UNKNOWN",
+    "USER_DISCONNECTED",
+    "SERVER_ERROR",
+    "IDLE_TIMEOUT",
+    "NO_CREDITS",
+    "USER_CLOSED",
+    "AVATAR_DELETED",
+    "MAX_DURATION_REACHED",
+    "ZOMBIE_SESSION_REAP",
+    "AGENT_HANG_UP",
+}
 INTERACTIVITY_TYPES = {"CONVERSATIONAL", "PUSH_TO_TALK"}
 
 
@@ -128,8 +138,12 @@ def _page(request, items: list) -> dict:
         raise _invalid("query.page: Input should be a valid integer") from None
     paginator = Paginator(items, page_size)
     results = list(paginator.page(page).object_list) if page <= paginator.num_pages else []
-    return {"count": paginator.count, "next": None if page >= paginator.num_pages else f"?page={page + 1}",
-            "previous": None if page == 1 else f"?page={page - 1}", "results": results}
+    return {
+        "count": paginator.count,
+        "next": None if page >= paginator.num_pages else f"?page={page + 1}",
+        "previous": None if page == 1 else f"?page={page - 1}",
+        "results": results,
+    }
 
 
 # Sessions
@@ -167,12 +181,14 @@ def create_token(request):
 
 
 def _room_token(session: EmulatedSession) -> str:
-    return (AccessToken(settings.EMULATOR_LIVEKIT_API_KEY, settings.EMULATOR_LIVEKIT_API_SECRET)
-            .with_identity(f"visitor-{str(session.id)[:8]}")
-            .with_name("Visitor")
-            .with_grants(VideoGrants(room_join=True, room=str(session.id)))
-            .with_ttl(timedelta(hours=6))
-            .to_jwt())
+    return (
+        AccessToken(settings.EMULATOR_LIVEKIT_API_KEY, settings.EMULATOR_LIVEKIT_API_SECRET)
+        .with_identity(f"visitor-{str(session.id)[:8]}")
+        .with_name("Visitor")
+        .with_grants(VideoGrants(room_join=True, room=str(session.id)))
+        .with_ttl(timedelta(hours=6))
+        .to_jwt()
+    )
 
 
 @endpoint("POST")
@@ -191,12 +207,15 @@ def start(request):
     # The seconds this session really lasts (its deadline runs at EMULATOR_SPEED), so that the page
     # counts down what will happen; whole seconds, as the API's integer, rounded up.
     duration = session.effective_max_duration
-    return _ok({
-        "session_id": str(session.id),
-        "livekit_url": f"{scheme}://{request.get_host()}/liveavatar-emulator/rtc",
-        "livekit_client_token": _room_token(session),
-        "max_session_duration": duration and math.ceil(duration / settings.EMULATOR_SPEED),
-    }, status=201)
+    return _ok(
+        {
+            "session_id": str(session.id),
+            "livekit_url": f"{scheme}://{request.get_host()}/liveavatar-emulator/rtc",
+            "livekit_client_token": _room_token(session),
+            "max_session_duration": duration and math.ceil(duration / settings.EMULATOR_SPEED),
+        },
+        status=201,
+    )
 
 
 @endpoint("POST")
@@ -252,8 +271,11 @@ def transcript(request, session_id):
         until = int(request.GET["end_timestamp"]) if "end_timestamp" in request.GET else None
     except ValueError:
         raise _invalid("query.start_timestamp: Input should be a valid integer") from None
-    entries = [e for e in session.transcript
-               if e["absolute_timestamp"] >= since and (until is None or e["absolute_timestamp"] <= until)]
+    entries = [
+        e
+        for e in session.transcript
+        if e["absolute_timestamp"] >= since and (until is None or e["absolute_timestamp"] <= until)
+    ]
     data = {"session_active": session.status != EmulatedSession.ENDED, "transcript_data": entries}
     if entries:
         data["next_timestamp"] = entries[-1]["absolute_timestamp"] + 1

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0001_initial'),
+        ("sessions_app", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='window_requests',
+            model_name="apikey",
+            name="window_requests",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='window_started_at',
+            model_name="apikey",
+            name="window_started_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0002_apikey_throttle_window'),
+        ("sessions_app", "0002_apikey_throttle_window"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='avatarsession',
-            name='transcript_position',
+            model_name="avatarsession",
+            name="transcript_position",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='avatarsession',
-            name='transcript_seq',
+            model_name="avatarsession",
+            name="transcript_seq",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
     ]

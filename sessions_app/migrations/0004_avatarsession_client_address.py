@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0003_transcript_checkpoint'),
+        ("sessions_app", "0003_transcript_checkpoint"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='avatarsession',
-            name='client_address',
+            model_name="avatarsession",
+            name="client_address",
             field=models.CharField(blank=True, db_index=True, max_length=64),
         ),
     ]

@@ -4,33 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0004_avatarsession_client_address'),
+        ("sessions_app", "0004_avatarsession_client_address"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='avatarsession',
-            name='client_address',
+            model_name="avatarsession",
+            name="client_address",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AlterField(
-            model_name='avatarsession',
-            name='status',
-            field=models.CharField(choices=[('created', 'Created'), ('started', 'Started'), ('active', 'Active'), ('ended', 'Ended'), ('failed', 'Failed'), ('expired', 'Expired')], default='created', max_length=16),
+            model_name="avatarsession",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("started", "Started"),
+                    ("active", "Active"),
+                    ("ended", "Ended"),
+                    ("failed", "Failed"),
+                    ("expired", "Expired"),
+                ],
+                default="created",
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='avatarsession',
-            name='visitor_key',
+            model_name="avatarsession",
+            name="visitor_key",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddIndex(
-            model_name='avatarsession',
-            index=models.Index(fields=['visitor_key', 'created_at'], name='session_visitor_recent'),
+            model_name="avatarsession",
+            index=models.Index(fields=["visitor_key", "created_at"], name="session_visitor_recent"),
         ),
         migrations.AddIndex(
-            model_name='avatarsession',
-            index=models.Index(fields=['client_address', 'created_via', 'created_at'], name='session_address_recent'),
+            model_name="avatarsession",
+            index=models.Index(fields=["client_address", "created_via", "created_at"], name="session_address_recent"),
         ),
     ]

@@ -108,7 +108,9 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
         page.screenshot(path=str(SCREENSHOT))
 
     page.get_by_label("Say exactly").check()
-    page.get_by_label("Message").fill("This is a very long sentence that the avatar will not be able to finish at all today")
+    page.get_by_label("Message").fill(
+        "This is a very long sentence that the avatar will not be able to finish at all today"
+    )
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#avatar-speaking")).to_be_visible()
     page.get_by_role("button", name="Interrupt").click()
@@ -135,10 +137,23 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
     seqs = stored_seqs(sid)
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > last_seq
     types = list(SessionEvent.objects.filter(session_id=sid).values_list("event_type", flat=True))
-    for expected in ["client.token_received", "client.start_requested", "client.started", "client.connected",
-                     "client.participants_ready", "client.media_ready", "client.mic", "avatar.speak_response",
-                     "emulator.user_says", "user.transcription", "avatar.interrupt", "avatar.start_listening",
-                     "avatar.stop_listening", "client.stop_requested", "client.stopped"]:
+    for expected in [
+        "client.token_received",
+        "client.start_requested",
+        "client.started",
+        "client.connected",
+        "client.participants_ready",
+        "client.media_ready",
+        "client.mic",
+        "avatar.speak_response",
+        "emulator.user_says",
+        "user.transcription",
+        "avatar.interrupt",
+        "avatar.start_listening",
+        "avatar.stop_listening",
+        "client.stop_requested",
+        "client.stopped",
+    ]:
         assert expected in types, expected
     assert types.index("client.started") < types.index("client.connected") < types.index("client.stopped")
     entries = [(e.speaker, e.text, e.interrupted) for e in TranscriptEntry.objects.filter(session_id=sid)]
@@ -206,16 +221,17 @@ def test_it_ends_the_session_when_the_page_is_reloaded(daphne_server, launch):
     start(page, daphne_server.url)
     expect(transcript_items(page).first).to_contain_text("Avatar:")
     first = session_id(page)
-    page.evaluate("window.avatarApp.simulateUserSays('Hello there, I would like to know a lot about your opening "
-                  "hours and about everything else that you can tell me today')")
+    page.evaluate(
+        "window.avatarApp.simulateUserSays('Hello there, I would like to know a lot about your opening "
+        "hours and about everything else that you can tell me today')"
+    )
     expect(transcript_items(page).nth(1)).to_contain_text("You:")
     page.reload()  # while the visitor speaks, events still arriving
 
     expect(page.get_by_role("status")).to_have_text("Ready to start")
     assert session_id(page) != first
     # The new page sends what the old one could not get acknowledged, then forgets it.
-    page.wait_for_function(
-        "id => !Object.keys(sessionStorage).some(k => k.endsWith(id))", arg=first)
+    page.wait_for_function("id => !Object.keys(sessionStorage).some(k => k.endsWith(id))", arg=first)
     session = AvatarSession.objects.get(id=first)
     assert session.status == SessionStatus.ENDED
     # The keepalive stop left with the closing page (Playwright does not see requests of a page
@@ -333,7 +349,8 @@ def test_it_keeps_the_page_javascript_under_200_kb(daphne_server, launch):
     assert vendor.exists(), "run `make js` to build static/vendor/livekit-client.min.mjs"
     emulator_only = {"emulated-room.mjs", "avatar-canvas.mjs"}
     real_total = sum(size for name, size in sizes.items() if name not in emulator_only) + len(
-        gzip.compress(vendor.read_bytes(), 9))
+        gzip.compress(vendor.read_bytes(), 9)
+    )
     print(f"page JS gzipped: emulator {emulator_total / 1000:.1f} KB, real service {real_total / 1000:.1f} KB")
     assert emulator_total <= 200_000 and real_total <= 200_000
     # And the real-service path really loads: livekit-client's Room, with what the page uses.

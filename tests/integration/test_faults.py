@@ -19,8 +19,10 @@ from .forwarding import ResendingForwarder
 
 
 def keepalives(first, last):
-    return [{"seq": seq, "ts": int(time.time() * 1000), "source": "client",
-             "event": {"event_type": "client.keepalive"}} for seq in range(first, last + 1)]
+    return [
+        {"seq": seq, "ts": int(time.time() * 1000), "source": "client", "event": {"event_type": "client.keepalive"}}
+        for seq in range(first, last + 1)
+    ]
 
 
 def stored_seqs(session):
@@ -149,8 +151,9 @@ def private_redis():
     state["process"].wait(5)
 
 
-def test_a_redis_restart_keeps_every_event_and_the_live_feed_comes_back(make_daphne_server, private_redis,
-                                                                        django_user_model, client):
+def test_a_redis_restart_keeps_every_event_and_the_live_feed_comes_back(
+    make_daphne_server, private_redis, django_user_model, client
+):
     redis_url, restart_redis = private_redis
     a = make_daphne_server(env={"REDIS_URL": redis_url})
     b = make_daphne_server(env={"REDIS_URL": redis_url})
@@ -183,8 +186,9 @@ def test_a_redis_restart_keeps_every_event_and_the_live_feed_comes_back(make_dap
     # The feed that was open died with Redis; the dashboard page reconnects, and may need a second
     # try while the process's Redis connections are renewed. Then batches are seen live again.
     while True:
-        dashboard = connect(f"{b.ws_url}/ws/dashboard/", origin=b.url, additional_headers={"Cookie": cookie},
-                            legacy=True)
+        dashboard = connect(
+            f"{b.ws_url}/ws/dashboard/", origin=b.url, additional_headers={"Cookie": cookie}, legacy=True
+        )
         try:
             assert json.loads(dashboard.recv(timeout=5))["type"] == "snapshot"
             break

@@ -34,6 +34,7 @@ def test_a_dashboard_on_process_b_sees_a_conversation_forwarded_to_process_a(mak
 
     url = f"{a.ws_url}/ws/sessions/{session.id}/events/?credential={credentials.mint(session.id)}"
     with connect(url, origin=a.url) as forwarder:
+
         def forward(items):
             forwarder.send(json.dumps({"type": "events", "events": items}))
             assert json.loads(forwarder.recv(timeout=5))["type"] == "ack"

@@ -14,8 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True, help="Who or what uses the key, e.g. 'CRM sync'.")
-        parser.add_argument("--scopes", default="sessions:read",
-                            help=f"Comma-separated, from: {', '.join(ApiKey.SCOPES)} (default sessions:read).")
+        parser.add_argument(
+            "--scopes",
+            default="sessions:read",
+            help=f"Comma-separated, from: {', '.join(ApiKey.SCOPES)} (default sessions:read).",
+        )
 
     def handle(self, *args, name, scopes, **options):
         wanted = [scope.strip() for scope in scopes.split(",") if scope.strip()]
@@ -26,5 +29,6 @@ class Command(BaseCommand):
             raise CommandError("--name must be 1 to 100 characters.")
         key, raw = ApiKey.create(name.strip(), wanted)
         self.stdout.write(raw)
-        self.stderr.write(f"Created API key {key} with scopes {', '.join(key.scopes)}. "
-                          "Store it now: it cannot be shown again.")
+        self.stderr.write(
+            f"Created API key {key} with scopes {', '.join(key.scopes)}. Store it now: it cannot be shown again."
+        )
