@@ -170,9 +170,11 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                 "position",
                 "speaker",
                 "text",
+                "intended_text",
                 "started_at",
                 "ended_at",
                 "interrupted",
+                "unanswered",
                 "latency_ms",
                 "origin",
             ]
@@ -187,9 +189,11 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                         e.position,
                         e.speaker,
                         e.text,
+                        e.intended_text,
                         e.started_at.isoformat() if e.started_at else "",
                         e.ended_at.isoformat() if e.ended_at else "",
                         e.interrupted,
+                        e.unanswered,
                         "" if e.latency_ms is None else e.latency_ms,
                         e.origin,
                     ]

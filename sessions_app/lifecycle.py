@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from . import background, dashboard, liveavatar, transcript
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
-from .transcript_rows import write_entries
+from .transcript_rows import ENTRY_FIELDS, write_entries
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,25 @@ def _utterance_time(value) -> datetime | None:
     return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=UTC)
 
 
-def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[TranscriptEntry]]:
+def _same_utterance(entry: dict, speaker: str, words: str) -> bool:
+    """LiveAvatar's record of an utterance matches ours; of a turn cut short it may hold what was said,
+    what was meant, or something in between."""
+    if entry["speaker"] != speaker:
+        return False
+    said = transcript.normalized(entry["text"])
+    if words == said:
+        return True
+    meant = transcript.normalized(entry["intended_text"]) or said
+    return entry["interrupted"] and (meant.startswith(words) or words.startswith(said) or said.startswith(words))
+
+
+def add_missing_utterances(session_id, utterances: list[dict]) -> tuple[int, list[TranscriptEntry]]:
     """(how many utterances were missing, transcript rows created or changed to make room for them).
 
-    A missing utterance goes right after the entry that matched LiveAvatar's previous utterance:
-    LiveAvatar's timestamps are whole seconds (the emulator's, at least), too coarse to order by.
+    A missing utterance goes after the entry that matched LiveAvatar's previous utterance, and after
+    every entry that started before it: the transcript stays in time order. LiveAvatar's timestamps
+    are whole seconds (the emulator's, at least), so one earlier than the entry it follows is that
+    entry's second.
     """
     with transaction.atomic():
         session = AvatarSession.objects.select_for_update().get(pk=session_id)
@@ -126,11 +140,7 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
             if speaker not in Speaker.values or not words:
                 continue
             same = next(
-                (
-                    i
-                    for i, e in enumerate(merged)
-                    if not matched[i] and e["speaker"] == speaker and transcript.normalized(e["text"]) == words
-                ),
+                (i for i, e in enumerate(merged) if not matched[i] and _same_utterance(e, speaker, words)),
                 None,
             )
             if same is not None:
@@ -138,21 +148,23 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
                 continue
             at = _utterance_time(utterance.get("absolute_timestamp"))
             before = merged[anchor]["started_at"] if anchor >= 0 else None
-            after = merged[anchor + 1]["started_at"] if anchor + 1 < len(merged) else None
-            if at is None or (before and at < before) or (after and at > after):
-                at = before or after or at  # keep the place found above when the entries are sorted by time
+            if at is None or (before and at < before):
+                at = before
             anchor += 1
+            while at and anchor < len(merged) and merged[anchor]["started_at"] and merged[anchor]["started_at"] <= at:
+                anchor += 1
             merged.insert(
                 anchor,
                 {
+                    **dict.fromkeys(ENTRY_FIELDS),
                     "speaker": speaker,
                     "text": utterance["transcript"].strip(),
+                    "intended_text": "",
                     "started_at": at,
-                    "ended_at": None,
                     "interrupted": False,
+                    "unanswered": False,
                     "from_chunks": False,
                     "origin": TranscriptOrigin.LIVEAVATAR,
-                    "latency_ms": None,
                 },
             )
             matched.insert(anchor, True)
@@ -166,10 +178,7 @@ def _add_missing(session_id, utterances: list[dict]) -> tuple[int, list[Transcri
 
 
 def _as_dict(entry: TranscriptEntry) -> dict:
-    return {
-        field: getattr(entry, field)
-        for field in ("speaker", "text", "started_at", "ended_at", "interrupted", "from_chunks", "origin", "latency_ms")
-    }
+    return {field: getattr(entry, field) for field in ENTRY_FIELDS}
 
 
 async def reconcile(session: AvatarSession) -> int:
@@ -179,7 +188,7 @@ async def reconcile(session: AvatarSession) -> int:
     """
     data = await liveavatar.get_client().transcript(session.liveavatar_session_id)
     utterances = (data or {}).get("transcript_data") or []
-    added, changed = await database_sync_to_async(_add_missing)(session.pk, utterances)
+    added, changed = await database_sync_to_async(add_missing_utterances)(session.pk, utterances)
     if changed:
         await dashboard.broadcast(await AvatarSession.objects.aget(pk=session.pk), changed)
     return added

@@ -147,14 +147,20 @@ class TranscriptEntry(models.Model):
     session = models.ForeignKey(AvatarSession, on_delete=models.CASCADE, related_name="transcript")
     position = models.PositiveIntegerField()
     speaker = models.CharField(max_length=8, choices=Speaker.choices)
-    text = models.TextField()
+    text = models.TextField(help_text="What was said: for an interrupted turn, up to the interruption.")
+    intended_text = models.TextField(blank=True, help_text="What the avatar meant to say, where it was cut short.")
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     interrupted = models.BooleanField(default=False)
+    unanswered = models.BooleanField(
+        default=False, help_text="Visitor turns: an interrupt or the end dropped the answer."
+    )
     from_chunks = models.BooleanField(default=False, help_text="Built from partial chunks: no final arrived.")
     origin = models.CharField(max_length=16, choices=TranscriptOrigin.choices, default=TranscriptOrigin.BROWSER)
     latency_ms = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Avatar turns: user stopped speaking → avatar started."
+        null=True,
+        blank=True,
+        help_text="Avatar turns: the visitor's turn ended (or the avatar's speech then) → avatar started.",
     )
 
     class Meta:

@@ -45,17 +45,27 @@ class _Turn:
     chunks: list[str] = field(default_factory=list)
     interrupted: bool = False
     latency_ms: int | None = None
+    unanswered: bool = False  # a visitor's turn whose answer an interrupt or the end dropped
 
     @property
     def speaking(self) -> bool:
         return self.started_at is not None and self.ended_at is None
 
     def text(self) -> str:
+        """What was said: for an avatar turn cut short, the words spoken up to the cut."""
+        if self.interrupted and self.speaker == "avatar" and self.chunks:
+            return _join_increments(self.chunks)
         if self.final is not None:
             return self.final.strip()
         if self.speaker == "user":  # user chunks are cumulative: the last one holds it all
             return self.chunks[-1].strip() if self.chunks else ""
         return _join_increments(self.chunks)
+
+    def intended_text(self) -> str:
+        """What the avatar meant to say, when it differs from what it said."""
+        if self.final is None or self.final.strip() == self.text():
+            return ""
+        return self.final.strip()
 
 
 def _join_increments(chunks: list[str]) -> str:
@@ -73,7 +83,11 @@ class _Builder:
         self.avatar_queue: list[_Turn] = []  # avatar turns transcribed but not yet spoken
         self.avatar_speaking: _Turn | None = None
         self.avatar_last: _Turn | None = None  # the avatar turn that spoke last
-        self.user_ended_at: int | None = None  # for latency: when the user last stopped speaking
+        # For latency: when the visitor's turn ended (or, if the avatar was still speaking then, when
+        # it stopped: an answer cannot start before), and that turn, unanswered until the avatar speaks.
+        self.user_ended_at: int | None = None
+        self.waiting: _Turn | None = None
+        self.wait_for_avatar = False
 
     def new(self, speaker: str, ts: int) -> _Turn:
         turn = _Turn(speaker=speaker, order=len(self.turns), first_ts=ts)
@@ -93,8 +107,13 @@ class _Builder:
         turn.started_at = turn.started_at or ts
 
     def on_user_speak_ended(self, ts):
-        self.user_turn(ts).ended_at = ts
-        self.user_ended_at = ts
+        turn = self.user_turn(ts)
+        turn.ended_at = ts
+        self.await_answer(turn, ts)
+
+    def await_answer(self, turn: _Turn, ts: int):
+        self.waiting, self.user_ended_at = turn, ts
+        self.wait_for_avatar = self.avatar_speaking is not None
 
     def on_user_chunk(self, ts, text):
         self.user_turn(ts).chunks.append(text)
@@ -108,7 +127,7 @@ class _Builder:
         turn = self.new("user", ts)
         turn.started_at = turn.ended_at = ts
         turn.final = text
-        self.user_ended_at = ts
+        self.await_answer(turn, ts)
 
     # avatar side
     def on_avatar_final(self, ts, text):
@@ -132,7 +151,8 @@ class _Builder:
         turn.started_at = ts
         if self.user_ended_at is not None:
             turn.latency_ms = max(0, ts - self.user_ended_at)
-            self.user_ended_at = None
+        self.user_ended_at = self.waiting = None
+        self.wait_for_avatar = False
         self.avatar_speaking = self.avatar_last = turn
 
     def on_avatar_chunk(self, ts, text):
@@ -153,6 +173,8 @@ class _Builder:
         ):
             turn.interrupted = True
         self.avatar_speaking = None
+        if self.wait_for_avatar:  # the visitor's turn ended while this speech went on: time from here
+            self.user_ended_at, self.wait_for_avatar = ts, False
 
     def on_interrupt(self, ts):
         if self.avatar_speaking is not None:
@@ -161,9 +183,18 @@ class _Builder:
         for turn in self.avatar_queue:
             self.turns.remove(turn)
         self.avatar_queue.clear()
+        self.drop_question()
+
+    def drop_question(self):
+        """The visitor's pending question will never be answered: shown as such, not timed."""
+        if self.waiting is not None:
+            self.waiting.unanswered = True
+        self.user_ended_at = self.waiting = None
+        self.wait_for_avatar = False
 
     def on_stop(self, ts):
         self.on_avatar_speak_ended(ts, cut_short=True)
+        self.drop_question()
 
     def quiet(self) -> bool:
         """Nothing open: the turns so far can no longer change, and a fresh builder would fold
@@ -173,6 +204,7 @@ class _Builder:
             and not self.avatar_queue
             and self.avatar_speaking is None
             and self.user_ended_at is None
+            and self.waiting is None
             and (self.avatar_last is None or self.avatar_last.final is not None)
         )
 
@@ -264,6 +296,8 @@ def build_after(
             "started_at": turn.started_at if turn.started_at is not None else turn.first_ts,
             "ended_at": turn.ended_at,
             "interrupted": turn.interrupted,
+            "intended_text": turn.intended_text() if turn.speaker == "avatar" else "",
+            "unanswered": turn.unanswered,
             "from_chunks": turn.final is None,
             "latency_ms": turn.latency_ms if turn.speaker == "avatar" else None,
         }

@@ -309,6 +309,8 @@ def _rebuild_transcript(session: AvatarSession) -> list[TranscriptEntry]:
             "started_at": e.started_at,
             "ended_at": e.ended_at,
             "interrupted": e.interrupted,
+            "intended_text": e.intended_text,
+            "unanswered": e.unanswered,
             "from_chunks": e.from_chunks,
             "origin": e.origin,
             "latency_ms": e.latency_ms,
@@ -322,7 +324,18 @@ def _at(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms is not None else None
 
 
-ENTRY_FIELDS = ("speaker", "text", "started_at", "ended_at", "interrupted", "from_chunks", "origin", "latency_ms")
+ENTRY_FIELDS = (
+    "speaker",
+    "text",
+    "intended_text",
+    "started_at",
+    "ended_at",
+    "interrupted",
+    "unanswered",
+    "from_chunks",
+    "origin",
+    "latency_ms",
+)
 
 
 def write_entries(session: AvatarSession, entries: list[dict]) -> list[TranscriptEntry]:

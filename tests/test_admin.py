@@ -73,7 +73,9 @@ def test_csv_export_parses_and_holds_the_transcript(admin_client):
     response = export(admin_client, "export_csv", session)
     assert response["Content-Disposition"] == f'attachment; filename="session-{session.id}.csv"'
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert [(r["speaker"], r["text"]) for r in rows][2] == ("avatar", "We're open nine to five, Monday to Friday.")
+    # The interrupted answer: what the visitor heard, and what the avatar meant to say.
+    assert (rows[2]["speaker"], rows[2]["text"]) == ("avatar", "We're open nine to five,")
+    assert rows[2]["intended_text"] == "We're open nine to five, Monday to Friday."
     assert (rows[2]["interrupted"], rows[2]["latency_ms"]) == ("True", "900")
     assert len(rows) == 7
 
@@ -81,7 +83,7 @@ def test_csv_export_parses_and_holds_the_transcript(admin_client):
 def test_text_export_reads_as_a_conversation(admin_client):
     session = recorded_session()
     text = export(admin_client, "export_text", session).content.decode()
-    assert "User: What are your hours?\nAvatar: We're open nine to five, Monday to Friday. [interrupted]" in text
+    assert "User: What are your hours?\nAvatar: We're open nine to five, [interrupted]" in text
 
 
 def test_end_live_session_stops_it(admin_client):

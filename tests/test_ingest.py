@@ -486,7 +486,7 @@ async def test_utterances_reconciliation_adds_between_reading_and_writing_are_ke
 
     @contextlib.contextmanager
     def reconciliation_meanwhile():
-        assert lifecycle._add_missing(session.pk, [heard])[0] == 1
+        assert lifecycle.add_missing_utterances(session.pk, [heard])[0] == 1
         yield
 
     await database_sync_to_async(transcript_rows.rebuild)({session.pk: rest[0]["seq"]}, reconciliation_meanwhile)

@@ -22,7 +22,8 @@ def item(seq, dt, event_type, source="server", **fields):
 EXPECTED = [
     ("avatar", "Hello! I'm Wayne. How can I help you today?", 1000, 3500, False, False, None),
     ("user", "What are your hours?", 5000, 6500, False, False, None),
-    ("avatar", "We're open nine to five, Monday to Friday.", 7400, 8650, True, False, 900),
+    # Interrupted after "nine to five,": the turn's text is what the visitor heard.
+    ("avatar", "We're open nine to five,", 7400, 8650, True, False, 900),
     ("user", "And on Saturdays", 8500, 9800, False, True, None),
     ("avatar", "On Saturdays we open at ten.", 10400, 12400, False, False, 600),
     ("user", "Thanks, bye.", 14000, 15000, False, False, None),
@@ -46,6 +47,17 @@ def test_it_builds_the_recorded_conversation_exactly():
     ]
     assert got == EXPECTED
     assert [e["position"] for e in entries] == [1, 2, 3, 4, 5, 6, 7]
+    # What the avatar meant to say is kept beside what it said, only where the two differ.
+    assert [e["intended_text"] for e in entries] == [
+        "",
+        "",
+        "We're open nine to five, Monday to Friday.",
+        "",
+        "",
+        "",
+        "",
+    ]
+    assert not any(e["unanswered"] for e in entries)
 
 
 def test_it_measures_the_recorded_conversation_exactly():
@@ -198,3 +210,49 @@ def test_an_entry_before_the_checkpoint_asks_for_a_full_build():
         item(3, 700, "user.transcription", text="Hi"),
     ]
     assert transcript.build_after(items, position=3, floor=T + 800) is None
+
+
+def test_a_question_typed_while_the_avatar_speaks_is_timed_from_the_end_of_that_speech():
+    items = [
+        item(1, 0, "avatar.transcription", text="Let me tell you all about our shop and its long history."),
+        item(2, 100, "avatar.speak_started"),
+        item(3, 500, "avatar.speak_response", source="command", text="When do you open?"),
+        item(4, 3000, "avatar.speak_ended"),
+        item(5, 3100, "avatar.transcription", text="At nine."),
+        item(6, 3400, "avatar.speak_started"),
+        item(7, 4000, "avatar.speak_ended"),
+    ]
+    answer = transcript.build(items)[-1]
+    assert (answer["text"], answer["latency_ms"]) == ("At nine.", 400)  # not 2,900 from the typing
+
+
+def test_a_question_typed_while_the_avatar_is_silent_is_timed_from_the_typing():
+    items = [
+        item(1, 0, "avatar.speak_response", source="command", text="When do you open?"),
+        item(2, 700, "avatar.transcription", text="At nine."),
+        item(3, 900, "avatar.speak_started"),
+        item(4, 1500, "avatar.speak_ended"),
+    ]
+    assert transcript.build(items)[-1]["latency_ms"] == 900
+
+
+def test_a_question_dropped_by_an_interrupt_is_unanswered_and_not_timed():
+    items = [
+        item(1, 0, "user.speak_started"),
+        item(2, 800, "user.speak_ended"),
+        item(3, 900, "user.transcription", text="What are your hours?"),
+        item(4, 1200, "avatar.interrupt", source="command"),
+        item(5, 5000, "avatar.speak_text", source="command", text="Sorry, go ahead."),
+        item(6, 5000, "avatar.transcription", text="Sorry, go ahead."),
+        item(7, 5300, "avatar.speak_started"),
+        item(8, 6000, "avatar.speak_ended"),
+    ]
+    question, reply = transcript.build(items)
+    assert question["unanswered"] is True
+    assert reply["latency_ms"] is None  # not 4,500 ms of "latency" after the dropped question
+    assert transcript.metrics([question, reply])["median_latency_ms"] is None
+
+
+def test_an_answered_question_is_not_unanswered():
+    entries = transcript.build(conversation())
+    assert [e["unanswered"] for e in entries if e["speaker"] == "user"] == [False, False, False]

@@ -9,7 +9,7 @@ DEFAULT_CUE = timedelta(seconds=2)
 def as_text(entries) -> str:
     lines = []
     for entry in entries:
-        mark = " [interrupted]" if entry.interrupted else ""
+        mark = " [interrupted]" if entry.interrupted else " [unanswered]" if entry.unanswered else ""
         lines.append(f"{entry.get_speaker_display()}: {entry.text}{mark}")
     return "\n".join(lines) + "\n" if lines else ""
 

@@ -151,6 +151,8 @@ class TranscriptEntryOut(Schema):
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     interrupted: bool
+    intended_text: str = Field(description="Avatar turns cut short: what the avatar meant to say (empty otherwise).")
+    unanswered: bool = Field(description="Visitor turns whose answer an interrupt or the end dropped.")
     partial: bool = Field(alias="from_chunks", description="Built from partial chunks: no final text arrived.")
     origin: TranscriptOrigin
     latency_ms: int | None
