@@ -21,6 +21,9 @@ pytestmark = pytest.mark.e2e
 MIC_ALLOWED = (FAKE_MIC, GRANT_MIC)
 MIC_DENIED = (FAKE_MIC,)  # without GRANT_MIC, Chromium answers getUserMedia with "permission denied"
 OPENING = "Hello! I am the emulated avatar. What would you like to talk about?"
+# About 240 words: several seconds of speech even at the tests' speed, so the Interrupt click lands
+# while the avatar is still speaking on a slow machine.
+LONG_SENTENCE = " ".join(["This is a very long sentence that the avatar will not be able to finish at all today"] * 11)
 ROOT = Path(__file__).resolve().parents[2]
 # `README_SCREENSHOT=1 pytest tests/e2e` refreshes the README's picture; plain runs leave the tree clean.
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
@@ -108,9 +111,7 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
         page.screenshot(path=str(SCREENSHOT))
 
     page.get_by_label("Say exactly").check()
-    page.get_by_label("Message").fill(
-        "This is a very long sentence that the avatar will not be able to finish at all today"
-    )
+    page.get_by_label("Message").fill(LONG_SENTENCE)
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#avatar-speaking")).to_be_visible()
     page.get_by_role("button", name="Interrupt").click()
@@ -166,9 +167,8 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
     ]
     # The interrupted line is stored as far as it was spoken, with what was meant beside it.
     cut = TranscriptEntry.objects.get(session_id=sid, position=6)
-    long_sentence = "This is a very long sentence that the avatar will not be able to finish at all today"
-    assert (cut.speaker, cut.interrupted, cut.intended_text) == ("avatar", True, long_sentence)
-    assert cut.text and long_sentence.startswith(cut.text) and cut.text != long_sentence
+    assert (cut.speaker, cut.interrupted, cut.intended_text) == ("avatar", True, LONG_SENTENCE)
+    assert cut.text and LONG_SENTENCE.startswith(cut.text) and cut.text != LONG_SENTENCE
     assert len(entries) == 6
     assert len(stops) == 1
 
