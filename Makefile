@@ -16,7 +16,7 @@ FIND_PYTHON := for p in $(PYTHON_CANDIDATES); do \
 	  if "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo "$$p"; break; fi; \
 	done
 
-.PHONY: run test lint bench install install-test js static migrate services browser clean test-python test-js test-e2e test-integration
+.PHONY: run banner test lint bench install install-test js static migrate services browser clean test-python test-js test-e2e test-integration
 
 $(VENV)/.installed: requirements.txt
 	@base=$$($(FIND_PYTHON)); \
@@ -59,8 +59,12 @@ migrate: install
 static: install
 	$(PY) manage.py collectstatic --noinput -v0
 
-run: migrate static
-	@echo "Serving on http://$(HOST):$(PORT)/ (LiveAvatar: $${LIVEAVATAR_API_KEY:+real service}$${LIVEAVATAR_API_KEY:-built-in emulator})"
+# Says which LiveAvatar the server talks to; never expands the key itself.
+banner:
+	@if [ -n "$$LIVEAVATAR_API_KEY" ]; then mode="real service"; else mode="built-in emulator"; fi; \
+	echo "Serving on http://$(HOST):$(PORT)/ (LiveAvatar: $$mode). Press Ctrl+C to stop."
+
+run: migrate static banner
 	$(VENV)/bin/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=1024 avatar_site.asgi:application
 
 # Start PostgreSQL and Redis when they are installed but down (CI machines start them already).
