@@ -9,11 +9,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import F
 
-from . import credentials, dashboard
+from . import close_codes, credentials, dashboard
 from .ingest import IngestError, TokenBucket, parse_message, store_batch
 from .models import AvatarSession
 
-# A connection that keeps flooding after this many rate_limited answers in a row is closed (4429).
+# A connection that keeps flooding after this many rate_limited answers in a row is closed.
 FLOOD_WARNINGS = 20
 
 
@@ -46,11 +46,11 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         session_id = self.scope["url_route"]["kwargs"]["session_id"]
         credential = parse_qs(self.scope.get("query_string", b"").decode()).get("credential", [""])[0]
         if not credentials.verify(credential, session_id):
-            await self.close(code=4401)
+            await self.close(code=close_codes.UNAUTHORIZED)
             return
         self.session = await AvatarSession.objects.filter(pk=session_id).afirst()
         if self.session is None:
-            await self.close(code=4404)
+            await self.close(code=close_codes.UNKNOWN_SESSION)
             return
         await self._count_connection(+1)
         self.bucket = TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
@@ -76,7 +76,7 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         if not self.bucket.take(max(1, len(items))):
             self.warnings += 1
             if self.warnings > FLOOD_WARNINGS:
-                await self.close(code=4429)
+                await self.close(code=close_codes.FLOODING)
                 return
             await self._error("rate_limited", "Too many events; slow down and send these again.", seqs)
             return
@@ -107,7 +107,7 @@ class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         await self.accept()
         user = self.scope.get("user")
         if not (user and user.is_active and user.is_staff):
-            await self.close(code=4403)
+            await self.close(code=close_codes.FORBIDDEN)
             return
         await self.channel_layer.group_add(dashboard.GROUP, self.channel_name)
         self.joined = True

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions_app import dashboard, ingest
+from sessions_app import close_codes, dashboard, ingest
 from sessions_app.consumers import DashboardConsumer
 from sessions_app.models import AvatarSession, SessionStatus, TranscriptEntry
 
@@ -104,7 +104,7 @@ async def frames_until(socket, complete, timeout=5.0) -> list[dict]:
 async def test_the_feed_refuses_anyone_but_staff():
     for user in (AnonymousUser(), await User.objects.acreate(username="visitor")):
         socket = await feed(user)
-        assert await socket.receive_output() == {"type": "websocket.close", "code": 4403}
+        assert await socket.receive_output() == {"type": "websocket.close", "code": close_codes.FORBIDDEN}
 
 
 async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():

@@ -13,7 +13,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from avatar_site.asgi import application
-from sessions_app import consumers, credentials, ingest, lifecycle, transcript, transcript_rows
+from sessions_app import close_codes, consumers, credentials, ingest, lifecycle, transcript, transcript_rows
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,19 +51,19 @@ async def stored(session):
 async def test_another_sessions_credential_is_refused_with_4401():
     mine, other = await make_session(), await make_session()
     socket = await open_socket(mine, credential=credentials.mint(other.id))
-    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+    assert await socket.receive_output() == {"type": "websocket.close", "code": close_codes.UNAUTHORIZED}
 
 
 async def test_a_forged_credential_is_refused_with_4401():
     session = await make_session()
     socket = await open_socket(session, credential=credentials.mint(session.id) + "x")
-    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+    assert await socket.receive_output() == {"type": "websocket.close", "code": close_codes.UNAUTHORIZED}
 
 
 async def test_an_unknown_session_is_refused_with_4404():
     ghost = AvatarSession()  # never saved
     socket = await open_socket(ghost)
-    assert await socket.receive_output() == {"type": "websocket.close", "code": 4404}
+    assert await socket.receive_output() == {"type": "websocket.close", "code": close_codes.UNKNOWN_SESSION}
 
 
 async def test_a_foreign_origin_is_refused():
@@ -123,7 +123,7 @@ async def test_a_flood_kept_up_after_warnings_is_closed_with_4429(settings):
         await socket.send_to(text_data=message(item(1), item(2)))
         assert (await socket.receive_json_from())["code"] == "rate_limited"
     await socket.send_to(text_data=message(item(1), item(2)))
-    assert await socket.receive_output() == {"type": "websocket.close", "code": 4429}
+    assert await socket.receive_output() == {"type": "websocket.close", "code": close_codes.FLOODING}
     assert await stored(session) == []
 
 

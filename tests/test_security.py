@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from sessions_app import credentials, liveavatar
+from sessions_app import close_codes, credentials, liveavatar
 from sessions_app.liveavatar import LiveAvatarClient
 from sessions_app.middleware import content_security_policy
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus, TranscriptEntry
@@ -119,7 +119,10 @@ async def test_websockets_refuse_foreign_origins_and_missing_credentials():
         communicator = WebsocketCommunicator(application, path, headers=[(b"origin", origin)])
         connected, _ = await communicator.connect()
         assert not connected
-    for path, code in [(f"/ws/sessions/{session.pk}/events/", 4401), ("/ws/dashboard/", 4403)]:
+    for path, code in [
+        (f"/ws/sessions/{session.pk}/events/", close_codes.UNAUTHORIZED),
+        ("/ws/dashboard/", close_codes.FORBIDDEN),
+    ]:
         communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
         await communicator.connect()  # accepted only to say why it closes
         assert await communicator.receive_output() == {"type": "websocket.close", "code": code}

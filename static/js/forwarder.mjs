@@ -2,10 +2,12 @@
 // websocket while the page is open, re-sending whatever is not acknowledged after each reconnect
 // (with back-off), and navigator.sendBeacon for what is left when the page goes away.
 
+import CLOSE_CODES from "./close-codes.json" with { type: "json" };
 import { forgetIfEmpty, leftoverQueues } from "./event-queue.mjs";
 
-// The server closes with these when retrying cannot help (bad credential, foreign origin).
-const FATAL_CLOSE_CODES = new Set([4401, 4403]);
+// The server closes with these when retrying cannot help (bad credential, foreign origin, a
+// session that no longer exists).
+const FINAL_CLOSE_CODES = new Set(CLOSE_CODES.FINAL);
 // Error codes after which the same events may be accepted later.
 const RETRY_ERRORS = new Set(["server_busy", "rate_limited", "malformed_json"]);
 const BEACON_MAX_BYTES = 60000;
@@ -90,8 +92,9 @@ export class Forwarder {
       if (this.socket !== socket) return;
       this.socket = null;
       this.onStatus("closed", close.code);
-      if (this.stopped || FATAL_CLOSE_CODES.has(close.code)) return;
-      this.#retryLater(() => this.#connect());
+      if (this.stopped) return;
+      if (FINAL_CLOSE_CODES.has(close.code)) this.#giveUp(close.code);
+      else this.#retryLater(() => this.#connect());
     };
   }
 
@@ -140,6 +143,15 @@ export class Forwarder {
     const delay = Math.min(15000, 500 * 2 ** this.attempts) * (0.75 + Math.random() / 2);
     this.attempts += 1;
     this.retryTimer = this.timers.setTimeout(action, delay);
+  }
+
+  // The server will never take this session's events: drop them (re-sending them on every later
+  // page would change nothing) and release whoever waits for the drain.
+  #giveUp(code) {
+    if (this.queue.size) console.warn(`Events not recorded: the server closed with ${code}.`, this.queue.size);
+    this.queue.remove(this.queue.pending.map((record) => record.seq));
+    this.closing = true;
+    this.#maybeDrained();
   }
 
   #maybeDrained() {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import CLOSE_CODES from "../../static/js/close-codes.json" with { type: "json" };
 import { EventQueue } from "../../static/js/event-queue.mjs";
 import { Forwarder, resendLeftovers } from "../../static/js/forwarder.mjs";
 
@@ -110,10 +111,31 @@ test("after a cut, unacked events are re-sent on the new socket with back-off", 
   assert.equal(forwarder.queue.size, 0);
 });
 
-test("a bad credential stops reconnecting", () => {
-  const { timers, socket } = setup();
-  socket().close(4401);
-  assert.equal(timers.delays().length, 0);
+for (const [name, code] of Object.entries(CLOSE_CODES).filter(([, code]) => CLOSE_CODES.FINAL.includes(code))) {
+  test(`closed with ${name} (${code}): no reconnecting, the events are dropped and close() resolves`, async () => {
+    const { forwarder, timers, socket, queue, storage } = setup();
+    socket().open();
+    forwarder.record("client", { event_type: "client.started" });
+    await tick();
+    socket().close(code);
+    assert.equal(timers.delays().length, 0);
+    assert.equal(FakeSocket.all.length, 1);
+    assert.equal(queue.size, 0);
+    assert.equal(storage.length, 0);
+    await forwarder.close();
+  });
+}
+
+test("closed for flooding, it reconnects later and sends again", async () => {
+  const { forwarder, timers, socket } = setup();
+  socket().open();
+  forwarder.record("client", { event_type: "client.started" });
+  await tick();
+  socket().close(CLOSE_CODES.FLOODING);
+  assert.equal(timers.delays().length, 1);
+  timers.runAll();
+  socket().open();
+  assert.deepEqual(socket().seqs, [1]);
 });
 
 test("server_busy re-sends later; refused events are dropped", async () => {
