@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import TemplateView
 
 from . import views
 
@@ -7,8 +8,9 @@ app_name = "sessions_app"
 urlpatterns = [
     path("", views.index, name="index"),
     path("healthz", views.healthz, name="healthz"),
+    path("robots.txt", TemplateView.as_view(template_name="robots.txt", content_type="text/plain")),
+    path("favicon.ico", views.favicon),
     path("sessions/new", views.new_session, name="new_session"),
-    # Event beacon and staff dashboard (issue 4).
     path("sessions/<uuid:session_id>/events", views.session_events, name="session_events"),
     path("dashboard/", views.dashboard_page, name="dashboard"),
 ]

@@ -9,11 +9,12 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.template.loader import render_to_string
 from django.utils.html import json_script
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
@@ -184,7 +185,7 @@ async def _channel_layer_ok() -> bool:
         return False
 
 
-@require_GET
+@require_safe  # load balancers and uptime checks often probe with HEAD
 async def healthz(request):
     database = await sync_to_async(_database_ok)()
     layer = await _channel_layer_ok()
@@ -236,3 +237,9 @@ async def session_events(request, session_id):
 def dashboard_page(request):
     data = {"figures": dashboard.figures(), "recent": dashboard.recent_sessions(), "feed_path": "/ws/dashboard/"}
     return render(request, "sessions_app/dashboard.html", {"data": data})
+
+
+@require_safe
+def favicon(request):
+    """For browsers and tools that ask for /favicon.ico without reading the page's <link rel="icon">."""
+    return redirect(static("img/favicon.svg"), permanent=True)
