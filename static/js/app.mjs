@@ -3,6 +3,7 @@
 
 import { readConfig } from "./config.mjs";
 import { Conversation } from "./conversation.mjs";
+import { keepEarlier, readEarlier } from "./earlier.mjs";
 import { resendLeftovers } from "./forwarder.mjs";
 import { listMicrophones } from "./mic.mjs";
 import { TranscriptView } from "./transcript-view.mjs";
@@ -10,11 +11,12 @@ import { TranscriptView } from "./transcript-view.mjs";
 const $ = (id) => document.getElementById(id);
 const ui = {
   state: $("state"), quality: $("quality"), countdown: $("countdown"), error: $("error"), video: $("video"),
-  avatarSpeaking: $("avatar-speaking"), userSpeaking: $("user-speaking"), sound: $("enable-sound"),
+  avatarSpeaking: $("avatar-speaking"), userSpeaking: $("user-speaking"),
+  indicators: [$("avatar-speaking"), $("user-speaking")], sound: $("enable-sound"),
   start: $("start"), end: $("end"), newSession: $("new-session"), form: $("message-form"), message: $("message"),
   send: $("send"), exactly: $("say-exactly"), interrupt: $("interrupt"), listening: $("listening"), mute: $("mute"),
   ptt: $("push-to-talk"), pttHelp: $("ptt-help"), device: $("mic-device"), micMessage: $("mic-message"),
-  notice: $("notice"),
+  notice: $("notice"), talk: $("talk"), count: $("message-count"), earlier: $("earlier"),
 };
 const transcriptView = new TranscriptView($("transcript"), $("transcript-empty"));
 const STATE_WORDS = { idle: "Ready to start", connecting: "Connecting…", live: "Live", ending: "Ending…", ended: "Ended" };
@@ -32,16 +34,22 @@ const view = {
     ui.end.hidden = !(state === "connecting" || state === "live" || state === "ending");
     ui.end.disabled = state === "ending";
     ui.newSession.hidden = state !== "ended";
+    ui.talk.hidden = state === "ended"; // nothing to do there any more: the next step is a new conversation
     for (const control of [ui.message, ui.send, ui.interrupt, ui.listening, ui.ptt]) control.disabled = !live;
     ui.mute.disabled = !(live && conversation.mic?.usable);
     ui.device.disabled = !(live && conversation.mic?.usable);
     if (failed) showMessage(ui.error, words);
-    if (state === "connecting") showMessage(ui.error, "");
+    if (state === "connecting") {
+      showMessage(ui.error, "");
+      showMessage(ui.notice, "");
+    }
     if (state === "ended") {
       stopCountdown();
       ui.quality.hidden = true;
       ui.sound.hidden = true;
-      ui.video.replaceChildren(placeholder("The conversation has ended."));
+      ui.video.replaceChildren(placeholder(`The conversation has ended.${words ? ` ${words}` : ""}`));
+      ui.indicators.forEach((indicator) => { indicator.hidden = true; });
+      transcriptView.emptyNote.textContent = "Nothing was said in this conversation.";
     }
   },
   transcript: (entry) => transcriptView.show(entry),
@@ -130,6 +138,7 @@ async function fillDevices() {
 function begin(config) {
   conversation = new Conversation(config, view);
   transcriptView.clear();
+  transcriptView.emptyNote.textContent = "What you and the avatar say appears here.";
   ui.ptt.hidden = !conversation.pushToTalkMode;
   ui.pttHelp.hidden = !conversation.pushToTalkMode;
   ui.mute.hidden = conversation.pushToTalkMode; // push-to-talk decides when the mic is open
@@ -170,7 +179,9 @@ function bindControls() {
     const text = ui.message.value.trim();
     if (!text) return;
     if (await conversation.say(text, { exactly: ui.exactly.checked })) ui.message.value = "";
+    countCharacters();
   });
+  ui.message.addEventListener("input", countCharacters);
   ui.interrupt.addEventListener("click", () => conversation.interrupt());
   ui.listening.addEventListener("click", () => conversation.setListening(!conversation.listening));
   ui.mute.addEventListener("click", () => conversation.setMuted(conversation.mic?.state === "on"));
@@ -194,7 +205,35 @@ function bindControls() {
     event.preventDefault();
     conversation.pushToTalk(false);
   });
-  window.addEventListener("pagehide", () => conversation?.pageClosing());
+  window.addEventListener("pagehide", () => {
+    if (!conversation) return;
+    keepEarlier(sessionStorage, conversation.transcript.entries, { wasLive: ["connecting", "live"].includes(conversation.state) });
+    conversation.pageClosing();
+  });
+}
+
+// A counter under the message box: the box stops at its limit, so say so before it does.
+function countCharacters() {
+  const limit = ui.message.maxLength;
+  const used = ui.message.value.length;
+  const number = (n) => n.toLocaleString("en");
+  ui.count.textContent = used
+    ? `${number(used)} of ${number(limit)} characters${used >= limit ? ": that is the limit." : ""}`
+    : `Up to ${number(limit)} characters.`;
+  ui.count.classList.toggle("full", used >= limit);
+}
+
+// The previous conversation of this tab, ended by a reload: say so and show what was said.
+function showEarlier() {
+  const earlier = readEarlier(sessionStorage);
+  if (!earlier) return;
+  const view = new TranscriptView($("earlier-transcript"));
+  earlier.lines.forEach((line, i) => view.show({ id: i + 1, final: true, ...line }));
+  ui.earlier.hidden = false;
+  if (earlier.wasLive) {
+    showMessage(ui.notice, "Your conversation ended when the page was reloaded. What was said is kept below; start a new conversation when you are ready.");
+    ui.start.textContent = "Start a new conversation";
+  }
 }
 
 function main() {
@@ -206,6 +245,7 @@ function main() {
     return;
   }
   begin(config);
+  showEarlier();
   if (config.emulator) {
     // Test hooks, on the emulator only: what a real visitor does with their voice or network.
     window.avatarApp = {

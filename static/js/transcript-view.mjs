@@ -4,7 +4,7 @@
 const SPEAKERS = { user: "You", avatar: "Avatar" };
 
 export class TranscriptView {
-  constructor(list, emptyNote) {
+  constructor(list, emptyNote = null) {
     this.list = list;
     this.emptyNote = emptyNote;
     this.items = new Map();
@@ -22,11 +22,11 @@ export class TranscriptView {
       item.dataset.speaker = entry.speaker;
       this.items.set(entry.id, item);
       this.list.append(item);
-      this.emptyNote.hidden = true;
+      if (this.emptyNote) this.emptyNote.hidden = true;
     }
-    item.querySelector("span").textContent = entry.text;
+    item.querySelector("span").textContent = entry.text || (entry.speaking ? "…" : "");
     item.querySelector("em").textContent = entry.interrupted ? " (interrupted)" : "";
-    item.classList.toggle("partial", !entry.final);
+    item.classList.toggle("partial", !entry.final || Boolean(entry.speaking));
     // Follow the conversation inside the list (it scrolls on its own), not the whole page.
     this.list.scrollTop = this.list.scrollHeight;
   }
@@ -34,6 +34,6 @@ export class TranscriptView {
   clear() {
     this.list.replaceChildren();
     this.items.clear();
-    this.emptyNote.hidden = false;
+    if (this.emptyNote) this.emptyNote.hidden = false;
   }
 }

@@ -2,7 +2,9 @@
 // User chunks are cumulative (each one is the whole utterance so far), avatar chunks are
 // incremental (each one adds words), and a final transcription replaces the partial bubble.
 // An avatar bubble stays open until avatar.speak_ended so that chunks arriving after its final
-// text (speak_text sends the final first) do not start a second bubble.
+// text (speak_text sends the final first) do not start a second bubble. A final sent ahead of the
+// speech is what the avatar means to say: the bubble shows the words as they are spoken, and the
+// whole text once the speech ends uninterrupted.
 
 export class Transcript {
   constructor() {
@@ -29,7 +31,7 @@ export class Transcript {
         return null;
       case "avatar.speak_started":
         this.awaitingFinal.avatar = null;
-        return null;
+        return this.#startSpeaking();
       case "avatar.speak_ended":
         return this.#close("avatar");
       default:
@@ -48,9 +50,15 @@ export class Transcript {
   markInterrupted() {
     const entry = this.open.avatar ?? this.awaitingFinal.avatar;
     if (!entry) return null;
+    if (entry.unshown) {
+      // Cut before a word was said: the visitor heard nothing, so there is nothing to show.
+      this.open.avatar = null;
+      return null;
+    }
     entry.interrupted = true;
     // A final sent before the speech holds words never said: keep only those spoken.
-    if (entry.final && entry.spoken) entry.text = entry.spoken;
+    if (entry.intended !== undefined) entry.text = entry.spoken;
+    entry.speaking = false;
     return entry;
   }
 
@@ -58,7 +66,9 @@ export class Transcript {
     const entry = this.open[speaker];
     if (entry?.final && speaker === "avatar") {
       entry.spoken = merge(entry.spoken ?? "", text).trimStart();
-      return null;
+      if (!entry.speaking) return null;
+      entry.text = entry.spoken;
+      return entry;
     }
     if (entry?.final) return this.#add(speaker, text);
     this.awaitingFinal[speaker] = null;
@@ -75,6 +85,11 @@ export class Transcript {
       entry.text = text;
       entry.final = true;
       if (entry !== open) return entry;
+    } else if (speaker === "avatar") {
+      // Not spoken yet: not shown until the avatar starts to say it.
+      entry = this.#add(speaker, "", true);
+      Object.assign(entry, { intended: text, spoken: "", unshown: true });
+      return null;
     } else {
       entry = this.#add(speaker, text, true);
     }
@@ -82,11 +97,23 @@ export class Transcript {
     return entry;
   }
 
+  #startSpeaking() {
+    const entry = this.open.avatar;
+    if (!entry?.unshown) return null;
+    entry.unshown = false;
+    entry.speaking = true;
+    return entry;
+  }
+
   #close(speaker) {
     const entry = this.open[speaker];
     this.open[speaker] = null;
-    if (entry && !entry.final) this.awaitingFinal[speaker] = entry;
-    return null;
+    if (!entry) return null;
+    if (!entry.final) this.awaitingFinal[speaker] = entry;
+    if (entry.intended === undefined || entry.interrupted) return null;
+    entry.text = entry.intended;
+    entry.speaking = entry.unshown = false;
+    return entry;
   }
 
   #add(speaker, text, final = false) {

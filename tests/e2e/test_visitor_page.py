@@ -114,6 +114,9 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
     page.get_by_label("Message").fill(LONG_SENTENCE)
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#avatar-speaking")).to_be_visible()
+    # The reply shows as it is spoken, not whole before it is said.
+    expect(items.nth(5)).to_contain_text("Avatar:")
+    assert LONG_SENTENCE not in items.nth(5).inner_text()
     page.get_by_role("button", name="Interrupt").click()
     expect(items.nth(5)).to_contain_text("(interrupted)")
     wait_avatar_quiet(page)
@@ -129,6 +132,8 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
     page.get_by_role("button", name="End conversation").click()
     expect(page.get_by_role("status")).to_have_text(re.compile(r"^Ended\. You ended the conversation"))
     expect(page.get_by_role("button", name="Start a new conversation")).to_be_visible()
+    expect(page.locator("#video")).to_have_text("The conversation has ended. You ended the conversation.")
+    expect(page.get_by_role("region", name="Talk to the avatar")).to_be_hidden()
     assert seen_states(page) == ["idle", "connecting", "live", "ending", "ended"]
     wait_forwarded(page)
 
@@ -234,6 +239,12 @@ def test_it_ends_the_session_when_the_page_is_reloaded(daphne_server, launch):
     page.reload()  # while the visitor speaks, events still arriving
 
     expect(page.get_by_role("status")).to_have_text("Ready to start")
+    expect(page.get_by_role("alert").filter(has_text="ended when the page was reloaded")).to_be_visible()
+    earlier = page.get_by_role("region", name="Before the page was reloaded").get_by_role("listitem")
+    expect(earlier.first).to_contain_text("Avatar: Hello!")  # as far as it was said before the reload
+    expect(earlier.nth(1)).to_contain_text("You: Hello there")
+    expect(transcript_items(page)).to_have_count(0)
+    expect(page.get_by_role("button", name="Start a new conversation")).to_be_visible()
     assert session_id(page) != first
     # The new page sends what the old one could not get acknowledged, then forgets it.
     page.wait_for_function("id => !Object.keys(sessionStorage).some(k => k.endsWith(id))", arg=first)
@@ -249,6 +260,28 @@ def test_it_ends_the_session_when_the_page_is_reloaded(daphne_server, launch):
     assert "emulator.user_says" in [kind for _, kind in events]
 
 
+def test_on_a_phone_the_latest_lines_stay_in_view_and_the_message_limit_shows(daphne_server, launch_browser):
+    page = launch_browser(*MIC_ALLOWED).new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
+    start(page, daphne_server.url)
+    items = transcript_items(page)
+    for n, question in enumerate(["What are your hours?", "Where are you?", "Do you deliver?"]):
+        page.get_by_label("Message").fill(question)
+        page.get_by_role("button", name="Send").click()
+        expect(items.nth(2 * n + 2)).to_contain_text("Avatar:")
+        wait_avatar_quiet(page)
+    latest = items.last.bounding_box()
+    assert latest["y"] >= 0 and latest["y"] + latest["height"] <= 844, latest
+
+    message = page.get_by_label("Message")
+    expect(page.locator("#message-count")).to_have_text("Up to 1,000 characters.")
+    message.fill("Hello")
+    expect(page.locator("#message-count")).to_have_text("5 of 1,000 characters")
+    message.fill("x" * 1200)
+    expect(message).to_have_value("x" * 1000)
+    expect(page.locator("#message-count")).to_have_text("1,000 of 1,000 characters: that is the limit.")
+
+
 def test_it_shows_the_server_ending_the_session(make_daphne_server, launch):
     server = make_daphne_server(env={"LIVEAVATAR_MAX_SESSION_SECONDS": "60"})  # 3 s at speed 20
     page = launch()
@@ -258,7 +291,7 @@ def test_it_shows_the_server_ending_the_session(make_daphne_server, launch):
     sid = session_id(page)
     expect(page.get_by_role("status")).to_have_text("Ended. The conversation reached its time limit.")
     expect(page.get_by_role("button", name="Start a new conversation")).to_be_visible()
-    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    expect(page.get_by_role("region", name="Talk to the avatar")).to_be_hidden()
     wait_forwarded(page)
     assert len(stops) == 1
     session = AvatarSession.objects.get(id=sid)

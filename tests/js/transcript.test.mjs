@@ -58,7 +58,9 @@ test("an interrupted partial is not replaced by the next turn's final", () => {
     transcript.apply(parseServerEvent({ event_type, text }));
   }
   assert.equal(transcript.markInterrupted().text, "Long");
-  for (const [event_type, text] of [["avatar.speak_ended"], ["user.transcription", "Stop"], ["avatar.transcription", "OK."]]) {
+  const rest = [["avatar.speak_ended"], ["user.transcription", "Stop"], ["avatar.transcription", "OK."],
+    ["avatar.speak_started"], ["avatar.speak_ended"]];
+  for (const [event_type, text] of rest) {
     transcript.apply(parseServerEvent({ event_type, text }));
   }
   assert.deepEqual(transcript.entries.map((e) => [e.speaker, e.text, e.interrupted]),
@@ -94,4 +96,27 @@ test("a typed message takes its place between spoken turns without absorbing chu
   transcript.apply(parseServerEvent({ event_type: "user.transcription", text: "Hi there" }));
   assert.deepEqual(transcript.entries.map((e) => [e.text, Boolean(e.typed)]),
     [["Hi there", false], ["What are your hours?", true]]);
+});
+
+test("a reply sent ahead is shown only as far as it is spoken, then whole", () => {
+  const transcript = new Transcript();
+  const feed = (event_type, text) => transcript.apply(parseServerEvent({ event_type, text }));
+  assert.equal(feed("avatar.transcription", "We are open from nine to five."), null);
+  const entry = feed("avatar.speak_started");
+  assert.deepEqual([entry.text, entry.speaking], ["", true]);
+  assert.equal(feed("avatar.transcription.chunk", "We").text, "We");
+  assert.equal(feed("avatar.transcription.chunk", " are").text, "We are");
+  const ended = feed("avatar.speak_ended");
+  assert.deepEqual([ended, ended.text, ended.speaking], [entry, "We are open from nine to five.", false]);
+});
+
+test("a reply interrupted before its first word is not shown", () => {
+  const transcript = new Transcript();
+  const feed = (event_type, text) => transcript.apply(parseServerEvent({ event_type, text }));
+  feed("avatar.transcription", "We are open from nine to five.");
+  assert.equal(transcript.markInterrupted(), null);
+  feed("user.transcription", "Stop");
+  assert.equal(feed("avatar.transcription", "OK."), null);
+  assert.equal(feed("avatar.speak_started").text, "");
+  assert.equal(feed("avatar.speak_ended").text, "OK.");
 });
