@@ -13,4 +13,5 @@ urlpatterns = [
     path("sessions/new", views.new_session, name="new_session"),
     path("sessions/<uuid:session_id>/events", views.session_events, name="session_events"),
     path("dashboard/", views.dashboard_page, name="dashboard"),
+    path("dashboard/figures", views.dashboard_figures, name="dashboard_figures"),
 ]

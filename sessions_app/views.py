@@ -12,6 +12,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils.html import json_script
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
@@ -235,8 +236,20 @@ async def session_events(request, session_id):
 
 @staff_member_required
 def dashboard_page(request):
-    data = {"figures": dashboard.figures(), "recent": dashboard.recent_sessions(), "feed_path": "/ws/dashboard/"}
+    data = {
+        "figures": dashboard.figures(),
+        "recent": dashboard.recent_sessions(),
+        "feed_path": "/ws/dashboard/",
+        "figures_path": reverse("sessions_app:dashboard_figures"),
+        "time_zone": settings.TIME_ZONE,
+    }
     return render(request, "sessions_app/dashboard.html", {"data": data})
+
+
+@staff_member_required
+def dashboard_figures(request):
+    """The figures and recent sessions again: the dashboard fetches them when a session starts or ends."""
+    return JsonResponse({"figures": dashboard.figures(), "recent": dashboard.recent_sessions()})
 
 
 @require_safe

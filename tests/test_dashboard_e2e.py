@@ -42,6 +42,9 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     staff.on("pageerror", lambda error: errors.append(str(error)))
     log_in(staff, daphne_server, "staff")
     expect(staff.locator("#feed-status")).to_have_text("live")
+    today_sessions = staff.locator("#period-today dd").first
+    expect(today_sessions).to_have_text("0")
+    expect(staff.locator("#recent tr")).to_have_count(0)
 
     # A visitor in a context of their own (no staff cookie) talks to the avatar on the real page.
     visitor = browser.new_context().new_page()
@@ -55,6 +58,10 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     expect(lines.first).to_have_class("avatar")
     expect(card.locator(".status")).to_have_text("active")
     expect(visitor.locator("#avatar-speaking")).to_be_hidden()
+    # The figures and the recent sessions follow without a reload.
+    expect(today_sessions).to_have_text("1")
+    expect(staff.locator("#recent tr")).to_have_count(1)
+    expect(staff.locator("#recent tr td").nth(1)).to_have_text("active")
 
     visitor.get_by_label("Message").fill("What are your hours?")
     visitor.get_by_role("button", name="Send").click()
@@ -73,7 +80,29 @@ def test_staff_see_a_visitors_conversation_appear_live(daphne_server, browser):
     expect(card.locator(".status")).to_have_text("ended (USER_CLOSED)")
     expect(card).to_have_class(re.compile(r"\bover\b"))
     expect(lines).to_have_count(5)
+    expect(staff.locator("#recent tr td").nth(1)).to_have_text("ended")
+    expect(staff.locator("#recent tr td").nth(3)).to_have_text("5")
     assert errors == []
+
+
+def test_the_dashboard_reads_cleanly_and_the_admin_links_to_it(daphne_server, browser):
+    User.objects.create_superuser("staff", password="pass-word-42")  # the admin's list needs view permission
+    staff = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    log_in(staff, daphne_server, "staff")
+    expect(staff.locator("#feed-status")).to_have_text("live")
+    status, link = (
+        staff.locator("#feed-status").bounding_box(),
+        staff.get_by_role("link", name="All sessions").bounding_box(),
+    )
+    assert abs(status["y"] - link["y"]) < 4, (status, link)  # one line, no separator left dangling
+    chart, main = staff.locator("#chart-days svg").bounding_box(), staff.locator("main").bounding_box()
+    assert chart["width"] > 0.9 * (main["width"] - 32)
+    live_card_area = staff.locator("#live-empty").bounding_box()
+    figures = staff.get_by_role("heading", name="Figures").bounding_box()
+    assert figures["y"] - (live_card_area["y"] + live_card_area["height"]) >= 16
+    staff.get_by_role("link", name="All sessions").click()
+    staff.get_by_role("link", name="Live dashboard").click()
+    expect(staff.get_by_role("heading", name="Live dashboard")).to_be_visible()
 
 
 def test_under_load_each_card_counts_what_its_transcript_shows(daphne_server, browser):

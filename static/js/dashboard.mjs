@@ -1,4 +1,5 @@
-// Staff dashboard: figures and recent sessions from the page's JSON, live sessions from /ws/dashboard/.
+// Staff dashboard: figures and recent sessions from the page's JSON (fetched again when a session
+// starts or ends), live sessions from /ws/dashboard/.
 // Every text from a session goes in through textContent: transcripts are visitor input.
 
 const data = JSON.parse(document.getElementById("dashboard-data").textContent);
@@ -14,11 +15,18 @@ function el(tag, attrs = {}, text) {
 }
 
 const ms = (value) => (value === null || value === undefined ? "–" : `${value} ms`);
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+// The admin's format and time zone (YYYY-MM-DD HH:MM:SS in the server's TIME_ZONE), so both read alike.
+const dateFormat = new Intl.DateTimeFormat("sv-SE", {
+  timeZone: data.time_zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  second: "2-digit",
+});
+const when = (iso) => (iso ? dateFormat.format(new Date(iso)) : "–");
 
 // Figures
 
 function period(container, figures) {
+  container.replaceChildren();
   const list = el("dl");
   const rows = [
     ["Sessions", figures.sessions], ["Minutes", figures.minutes],
@@ -42,7 +50,8 @@ function period(container, figures) {
 }
 
 function dayChart(container, days) {
-  const width = 420, height = 140, pad = 20, slot = (width - pad) / days.length;
+  container.replaceChildren();
+  const width = 840, height = 160, pad = 20, slot = (width - pad) / days.length;
   const most = Math.max(1, ...days.map((d) => d.sessions));
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -54,11 +63,13 @@ function dayChart(container, days) {
     const rect = document.createElementNS(SVG, "rect");
     Object.entries({ x: x + 4, y: height - pad - h, width: slot - 8, height: h }).forEach(([k, v]) => rect.setAttribute(k, v));
     const count = document.createElementNS(SVG, "text");
-    count.setAttribute("x", x + slot / 2 - 4);
+    count.setAttribute("x", x + slot / 2);
+    count.setAttribute("text-anchor", "middle");
     count.setAttribute("y", height - pad - h - 4);
     count.textContent = String(day.sessions);
     const label = document.createElementNS(SVG, "text");
-    label.setAttribute("x", x + 2);
+    label.setAttribute("x", x + slot / 2);
+    label.setAttribute("text-anchor", "middle");
     label.setAttribute("y", height - 6);
     label.textContent = day.day.slice(5);
     svg.append(rect, count, label);
@@ -67,6 +78,7 @@ function dayChart(container, days) {
 }
 
 function recent(body, sessions) {
+  body.replaceChildren();
   for (const s of sessions) {
     const row = el("tr");
     const cell = el("td");
@@ -94,13 +106,14 @@ function card(session) {
   node.querySelector(".status").textContent = session.end_reason ? `${session.status} (${session.end_reason})` : session.status;
   meta(node, session);
   node.classList.toggle("over", !LIVE.has(session.status));
+  node.dataset.status = session.status;
   document.getElementById("live-empty").hidden = live.children.length > 0;
   return node;
 }
 
 function meta(node, metrics) {
   node.querySelector(".meta").textContent =
-    `${metrics.turn_count} utterances · median latency ${ms(metrics.median_latency_ms)} · ${metrics.interruption_count} interruptions`;
+    `${plural(metrics.turn_count, "utterance")} · median response latency ${ms(metrics.median_latency_ms)} · ${plural(metrics.interruption_count, "interruption")}`;
 }
 
 function entry(sessionId, item) {
@@ -126,7 +139,9 @@ function onMessage(message) {
     }
     document.getElementById("live-empty").hidden = live.children.length > 0;
   } else if (message.type === "session") {
-    if (LIVE.has(message.session.status) || document.getElementById(`session-${message.session.id}`)) card(message.session);
+    const node = document.getElementById(`session-${message.session.id}`);
+    if (node?.dataset.status !== message.session.status) refreshFigures();
+    if (LIVE.has(message.session.status) || node) card(message.session);
   } else if (message.type === "metrics") {
     // A transcript rebuilt after its session's last frame (under load, on the rebuilder).
     const node = document.getElementById(`session-${message.session_id}`);
@@ -150,8 +165,27 @@ function connect(delay = 1000) {
   });
 }
 
-period(document.getElementById("period-today"), data.figures.today);
-period(document.getElementById("period-week"), data.figures.week);
-dayChart(document.getElementById("chart-days"), data.figures.per_day);
-recent(document.getElementById("recent"), data.recent);
+function showFigures({ figures, recent: sessions }) {
+  period(document.getElementById("period-today"), figures.today);
+  period(document.getElementById("period-week"), figures.week);
+  dayChart(document.getElementById("chart-days"), figures.per_day);
+  recent(document.getElementById("recent"), sessions);
+}
+
+// Sessions start and end in bursts: fetch at most once every few seconds.
+let refreshTimer = null;
+function refreshFigures() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    try {
+      const response = await fetch(data.figures_path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) showFigures(await response.json());
+    } catch {
+      // The next change tries again; the figures on screen stay as they were.
+    }
+  }, 2000);
+}
+
+showFigures(data);
 connect();
