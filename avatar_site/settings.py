@@ -170,6 +170,7 @@ LOGIN_URL = "admin:login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+FORMAT_MODULE_PATH = ["avatar_site.formats"]
 USE_I18N = True
 USE_TZ = True
 
