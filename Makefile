@@ -45,10 +45,10 @@ node_modules/.installed: package.json package-lock.json
 
 # livekit-client is served from static/vendor (built from node_modules, not committed): only the
 # parts the page imports, minified by esbuild (about 150 KB gzipped instead of 1.4 MB raw). The page
-# loads it only against the real service; the emulator uses static/js/emulated-room.mjs.
-js: static/vendor/livekit-client.min.mjs
+# loads it only against the real service; the emulator uses static/js/emulated-room.js.
+js: static/vendor/livekit-client.min.js
 
-static/vendor/livekit-client.min.mjs: node_modules/.installed
+static/vendor/livekit-client.min.js: node_modules/.installed
 	mkdir -p static/vendor
 	echo 'export { Room } from "livekit-client";' | node_modules/.bin/esbuild --bundle --minify --format=esm \
 	  --legal-comments=none --log-level=warning --outfile=$@

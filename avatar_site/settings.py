@@ -174,18 +174,23 @@ FORMAT_MODULE_PATH = ["avatar_site.formats"]
 USE_I18N = True
 USE_TZ = True
 
-# Static files: WhiteNoise serves them, compressed. No hashed names, so that the native ES modules
-# can import each other by relative path.
+# Static files: WhiteNoise serves them compressed, from STATIC_ROOT under hashed names (collectstatic
+# writes them; `make run` and `make test` run it), cached for a year by browsers.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-# Serve from the source folders instead of STATIC_ROOT (development and test servers).
+# Serve straight from the source folders instead (development, and test servers that must see an
+# edit at once): then under plain names, as there is no manifest to map them.
 WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", DEBUG)
 WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if WHITENOISE_USE_FINDERS
+        else "avatar_site.static_storage.HashedStaticStorage"
+    },
+}
 
 # Security. HTTPS settings apply when DJANGO_HTTPS says TLS terminates in front of Daphne.
 HTTPS = envbool("DJANGO_HTTPS", False)

@@ -241,5 +241,5 @@ def test_transcripts_are_escaped_wherever_shown():
     text = Client().get(f"/api/v1/sessions/{session.pk}/transcript?format=text", **api)
     assert text["Content-Type"].startswith("text/plain") and text["X-Content-Type-Options"] == "nosniff"
     # The dashboard and the visitor page render transcripts with textContent, never as HTML.
-    scripts = "".join(p.read_text() for p in (ROOT / "static" / "js").glob("*.mjs"))
+    scripts = "".join(p.read_text() for p in (ROOT / "static" / "js").glob("*.js"))
     assert "innerHTML" not in scripts and "insertAdjacentHTML" not in scripts and "outerHTML" not in scripts

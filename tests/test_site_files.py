@@ -1,6 +1,7 @@
 """What browsers, crawlers and load balancers ask of the site besides its pages."""
 
 import pytest
+from django.templatetags.static import static
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,12 +16,12 @@ def test_crawlers_are_told_to_stay_away(client):
 def test_the_visitor_page_asks_not_to_be_indexed_and_names_its_icon(client):
     page = client.get("/").content.decode()
     assert '<meta name="robots" content="noindex, nofollow">' in page
-    assert '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in page
+    assert f'<link rel="icon" href="{static("img/favicon.svg")}" type="image/svg+xml">' in page
 
 
 def test_the_icon_is_served_and_favicon_ico_leads_to_it(client):
     response = client.get("/favicon.ico")
-    assert (response.status_code, response["Location"]) == (301, "/static/img/favicon.svg")
+    assert (response.status_code, response["Location"]) == (301, static("img/favicon.svg"))
     assert client.head("/favicon.ico").status_code == 301
 
 

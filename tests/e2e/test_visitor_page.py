@@ -376,16 +376,16 @@ def test_it_asks_for_a_tap_when_sound_is_blocked(daphne_server, launch):
 def test_it_keeps_the_page_javascript_under_200_kb(daphne_server, launch):
     page = launch()
     scripts = {}
-    page.on("response", lambda r: scripts.setdefault(r.url.rsplit("/", 1)[-1], r) if r.url.endswith(".mjs") else None)
+    page.on("response", lambda r: scripts.setdefault(r.url.rsplit("/", 1)[-1], r) if r.url.endswith(".js") else None)
     start(page, daphne_server.url)
     expect(transcript_items(page).first).to_contain_text("Avatar:")
     # Compressed as WhiteNoise serves them (gzip level 9; brotli would be smaller still).
     sizes = {name: len(gzip.compress(response.body(), 9)) for name, response in scripts.items()}
-    assert "livekit-client.min.mjs" not in sizes  # the emulator never loads livekit-client
+    assert "livekit-client.min.js" not in sizes  # the emulator never loads livekit-client
     emulator_total = sum(sizes.values())
-    vendor = ROOT / "static" / "vendor" / "livekit-client.min.mjs"
-    assert vendor.exists(), "run `make js` to build static/vendor/livekit-client.min.mjs"
-    emulator_only = {"emulated-room.mjs", "avatar-canvas.mjs"}
+    vendor = ROOT / "static" / "vendor" / "livekit-client.min.js"
+    assert vendor.exists(), "run `make js` to build static/vendor/livekit-client.min.js"
+    emulator_only = {"emulated-room.js", "avatar-canvas.js"}
     real_total = sum(size for name, size in sizes.items() if name not in emulator_only) + len(
         gzip.compress(vendor.read_bytes(), 9)
     )
@@ -393,7 +393,7 @@ def test_it_keeps_the_page_javascript_under_200_kb(daphne_server, launch):
     assert emulator_total <= 200_000 and real_total <= 200_000
     # And the real-service path really loads: livekit-client's Room, with what the page uses.
     methods = page.evaluate("""async () => {
-        const room = await (await import('/static/js/room.mjs')).createRoom({emulator: false});
+        const room = await (await import('/static/js/room.js')).createRoom({emulator: false});
         return ['connect', 'disconnect', 'startAudio', 'switchActiveDevice', 'on', 'off']
             .filter((name) => typeof room[name] === 'function')
             .concat(typeof room.localParticipant.publishData, typeof room.remoteParticipants.has);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Conversation } from "../../static/js/conversation.mjs";
+import { Conversation } from "../../static/js/conversation.js";
 
 // What the conversation needs of the page's world, nothing more: a location for the events
 // websocket URL and a websocket that never opens (forwarding is tested in forwarder.test.mjs).

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { describeEndReason, parseServerEvent } from "../../static/js/events.mjs";
+import { describeEndReason, parseServerEvent } from "../../static/js/events.js";
 
 const bytes = (object) => new TextEncoder().encode(JSON.stringify(object));
 

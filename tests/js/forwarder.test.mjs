@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import CLOSE_CODES from "../../static/js/close-codes.json" with { type: "json" };
-import { EventQueue } from "../../static/js/event-queue.mjs";
-import { Forwarder, resendLeftovers } from "../../static/js/forwarder.mjs";
+import { EventQueue } from "../../static/js/event-queue.js";
+import { Forwarder, resendLeftovers } from "../../static/js/forwarder.js";
 
 class MemoryStorage {
   constructor() { this.map = new Map(); }

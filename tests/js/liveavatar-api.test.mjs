@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { LiveAvatarApi, LiveAvatarError } from "../../static/js/liveavatar-api.mjs";
+import { LiveAvatarApi, LiveAvatarError } from "../../static/js/liveavatar-api.js";
 
 function fakeFetch(answers) {
   const calls = [];

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { parseServerEvent } from "../../static/js/events.mjs";
-import { Transcript } from "../../static/js/transcript.mjs";
+import { parseServerEvent } from "../../static/js/events.js";
+import { Transcript } from "../../static/js/transcript.js";
 
 function play(...events) {
   const transcript = new Transcript();

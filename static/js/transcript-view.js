@@ -1,4 +1,4 @@
-// Renders transcript entries (transcript.mjs) as list items: one per utterance, starting with
+// Renders transcript entries (transcript.js) as list items: one per utterance, starting with
 // the speaker, updated in place while its words arrive.
 
 const SPEAKERS = { user: "You", avatar: "Avatar" };

@@ -1,4 +1,4 @@
-// The live transcript as a list of utterances, built from parsed server events (events.mjs).
+// The live transcript as a list of utterances, built from parsed server events (events.js).
 // User chunks are cumulative (each one is the whole utterance so far), avatar chunks are
 // incremental (each one adds words), and a final transcription replaces the partial bubble.
 // An avatar bubble stays open until avatar.speak_ended so that chunks arriving after its final

@@ -1,12 +1,12 @@
 // The visitor page: wires the markup (templates/sessions_app/index.html) to a Conversation and
 // shows what it reports. The only module that touches the DOM besides the transcript view.
 
-import { readConfig } from "./config.mjs";
-import { Conversation } from "./conversation.mjs";
-import { keepEarlier, readEarlier } from "./earlier.mjs";
-import { resendLeftovers } from "./forwarder.mjs";
-import { listMicrophones } from "./mic.mjs";
-import { TranscriptView } from "./transcript-view.mjs";
+import { readConfig } from "./config.js";
+import { Conversation } from "./conversation.js";
+import { keepEarlier, readEarlier } from "./earlier.js";
+import { resendLeftovers } from "./forwarder.js";
+import { listMicrophones } from "./mic.js";
+import { TranscriptView } from "./transcript-view.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {

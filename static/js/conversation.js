@@ -2,17 +2,17 @@
 // the room, waits for the avatar and the agent, sends commands, follows the server events, keeps
 // the session alive, and ends it the same way whoever ends it (the visitor, the server, the page
 // closing, a lost room). Every event goes to Django through the forwarder. No DOM here: the view
-// object (app.mjs) is told what to show.
+// object (app.js) is told what to show.
 
-import { COMMAND_TOPIC, RESPONSE_TOPIC, encodeCommand, makeCommand } from "./commands.mjs";
-import { websocketUrl } from "./config.mjs";
-import { EventQueue } from "./event-queue.mjs";
-import { describeEndReason, parseServerEvent } from "./events.mjs";
-import { Forwarder } from "./forwarder.mjs";
-import { LiveAvatarApi } from "./liveavatar-api.mjs";
-import { Microphone } from "./mic.mjs";
-import { AVATAR_IDENTITY, RoomEvent, agentIdentity, createRoom } from "./room.mjs";
-import { Transcript } from "./transcript.mjs";
+import { COMMAND_TOPIC, RESPONSE_TOPIC, encodeCommand, makeCommand } from "./commands.js";
+import { websocketUrl } from "./config.js";
+import { EventQueue } from "./event-queue.js";
+import { describeEndReason, parseServerEvent } from "./events.js";
+import { Forwarder } from "./forwarder.js";
+import { LiveAvatarApi } from "./liveavatar-api.js";
+import { Microphone } from "./mic.js";
+import { AVATAR_IDENTITY, RoomEvent, agentIdentity, createRoom } from "./room.js";
+import { Transcript } from "./transcript.js";
 
 const JOIN_TIMEOUT_MS = 30000;
 const KEEPALIVE_MS = 60000;

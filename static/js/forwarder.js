@@ -3,7 +3,7 @@
 // (with back-off), and navigator.sendBeacon for what is left when the page goes away.
 
 import CLOSE_CODES from "./close-codes.json" with { type: "json" };
-import { forgetIfEmpty, leftoverQueues } from "./event-queue.mjs";
+import { forgetIfEmpty, leftoverQueues } from "./event-queue.js";
 
 // The server closes with these when retrying cannot help (bad credential, foreign origin, a
 // session that no longer exists).

@@ -1,9 +1,9 @@
 // The subset of livekit-client's Room that this app uses, spoken over the built-in emulator's
 // room websocket (ARCHITECTURE.md "The emulated room"). The avatar's video is a drawn face
-// (avatar-canvas.mjs) animated by the avatar.speak_started/ended events that pass through.
+// (avatar-canvas.js) animated by the avatar.speak_started/ended events that pass through.
 
-import { createAvatarCanvas } from "./avatar-canvas.mjs";
-import { AVATAR_IDENTITY, RoomEvent } from "./room.mjs";
+import { createAvatarCanvas } from "./avatar-canvas.js";
+import { AVATAR_IDENTITY, RoomEvent } from "./room-names.js";
 
 class Emitter {
   #listeners = new Map();
