@@ -7,9 +7,11 @@ pieces. Combinations that cannot work are reported by system checks (sessions_ap
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,15 +79,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "sessions_app.middleware.SecurityMiddleware",
-    "sessions_app.middleware.AsyncWhiteNoiseMiddleware",
-    "sessions_app.middleware.ContentSecurityPolicyMiddleware",
-    "sessions_app.middleware.SessionMiddleware",
-    "sessions_app.middleware.CommonMiddleware",
-    "sessions_app.middleware.CsrfViewMiddleware",
-    "sessions_app.middleware.AuthenticationMiddleware",
-    "sessions_app.middleware.MessageMiddleware",
-    "sessions_app.middleware.XFrameOptionsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "avatar_site.urls"
@@ -205,6 +207,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Content-Security-Policy: SECURE_CSP, set below with the LiveAvatar settings it depends on.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 LOGGING = {
@@ -227,6 +230,11 @@ LIVEAVATAR_API_URL = os.environ.get("LIVEAVATAR_API_URL", "https://api.liveavata
 # Where the server reaches the emulator. Empty: in process, through httpx's ASGI transport, so no
 # port has to be known. The browser always gets a same-origin URL built from its request.
 LIVEAVATAR_EMULATOR_URL = os.environ.get("LIVEAVATAR_EMULATOR_URL", "").rstrip("/")
+# The httpx transport of the LiveAvatar client: a function that returns one (or its dotted path), or
+# empty for the network. The emulator in process is reached through the site's own ASGI application.
+LIVEAVATAR_TRANSPORT = (
+    "avatar_site.asgi.in_process_transport" if LIVEAVATAR_EMULATOR and not LIVEAVATAR_EMULATOR_URL else ""
+)
 SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"  # Wayne, the only sandbox avatar
 LIVEAVATAR_AVATAR_ID = os.environ.get("LIVEAVATAR_AVATAR_ID", SANDBOX_AVATAR_ID)
 LIVEAVATAR_VOICE_ID = os.environ.get("LIVEAVATAR_VOICE_ID", "")
@@ -240,6 +248,25 @@ LIVEAVATAR_MAX_SESSION_SECONDS = envint("LIVEAVATAR_MAX_SESSION_SECONDS", 600)
 LIVEAVATAR_LIVEKIT_HOSTS = envlist("LIVEAVATAR_LIVEKIT_HOSTS", "wss://*.livekit.cloud,https://*.livekit.cloud")
 LIVEAVATAR_TIMEOUT_SECONDS = envfloat("LIVEAVATAR_TIMEOUT_SECONDS", 10.0)
 LIVEAVATAR_MAX_RETRIES = envint("LIVEAVATAR_MAX_RETRIES", 2)
+
+# The page talks to its own origin (API, websockets, emulator), to LiveAvatar's REST API and to
+# LiveAvatar's LiveKit servers; nothing else. ('self' covers same-origin ws:// and wss:// in CSP 3.)
+_connect_src = [CSP.SELF]
+if not LIVEAVATAR_EMULATOR:
+    _api = urlsplit(LIVEAVATAR_API_URL)
+    _connect_src += [f"{_api.scheme}://{_api.netloc}", *LIVEAVATAR_LIVEKIT_HOSTS]
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:", "blob:"],
+    "media-src": [CSP.SELF, "blob:", "mediastream:"],
+    "connect-src": _connect_src,
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "object-src": [CSP.NONE],
+}
 
 # The emulator wants an API key too; the client sends this one to it, never the real key.
 EMULATOR_API_KEY = "emulator-api-key"
@@ -269,10 +296,6 @@ ORPHAN_GRACE_SECONDS = envint("ORPHAN_GRACE_SECONDS", 120)
 TOKEN_EXPIRY_SECONDS = envint("TOKEN_EXPIRY_SECONDS", 3600)
 # How often the in-process reaper (make run) looks; 0 turns it off.
 REAPER_INTERVAL_SECONDS = envint("REAPER_INTERVAL_SECONDS", 30)
-
-# Benchmarks only (make bench): mounts a bare echo websocket at /ws/bench/echo/ as the baseline
-# the ingest is measured against. Never set it in production (check sessions_app.W003).
-BENCH_ECHO = envbool("BENCH_ECHO", False)
 
 # REST API
 API_THROTTLE_PER_MINUTE = envint("API_THROTTLE_PER_MINUTE", 120)

@@ -1,7 +1,7 @@
 """The baseline for the ingest figure: a bare Channels consumer that sends every message back.
 
-Mounted at /ws/bench/echo/ only when BENCH_ECHO is set, so it is served by the same Daphne process,
-behind the same origin validation and auth middleware, as the real ingest consumer.
+bench/asgi.py serves it from the same Daphne process, behind the same origin validation and auth
+middleware, as the real ingest consumer.
 """
 
 from channels.generic.websocket import AsyncWebsocketConsumer

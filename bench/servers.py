@@ -39,6 +39,7 @@ def base_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "LIVEAVATAR_API_KEY")}
     env.update(
         {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
             "DJANGO_DEBUG": "false",
             "WHITENOISE_USE_FINDERS": "true",
             "REAPER_INTERVAL_SECONDS": "0",
@@ -109,7 +110,7 @@ class PrivateRedis:
 
 
 class Daphne:
-    """One Daphne process serving avatar_site on a free loopback port."""
+    """One Daphne process serving avatar_site (with the bench's baselines) on a free loopback port."""
 
     def __init__(self, workdir: Workdir, env: dict, name: str):
         self.port = free_port()
@@ -124,7 +125,7 @@ class Daphne:
                     "daphne",
                     "-e",
                     f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048",
-                    "avatar_site.asgi:application",
+                    "bench.asgi:application",
                 ],
                 cwd=ROOT,
                 env=env,

@@ -52,12 +52,4 @@ def check_liveavatar(app_configs, **kwargs):
                 id="sessions_app.W002",
             )
         )
-    if settings.PRODUCTION and settings.BENCH_ECHO:
-        problems.append(
-            Warning(
-                "BENCH_ECHO is on: an unauthenticated echo websocket is served.",
-                hint="Unset BENCH_ECHO; it is for make bench only.",
-                id="sessions_app.W003",
-            )
-        )
     return problems

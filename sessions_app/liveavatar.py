@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
 
 import httpx
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ _DEFAULT_VISITOR_MESSAGE = "The avatar could not be set up because of a problem 
 _pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _pools_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
-_emulator_transport: httpx.AsyncBaseTransport | None = None
 
 
 def _shared_ssl_context() -> ssl.SSLContext:
@@ -220,13 +220,9 @@ class LiveAvatarClient:
 
     # Sessions
 
-    async def create_token(self, config: dict, on_sent: Callable[[], None] | None = None) -> dict:
-        """POST /v1/sessions/token: mint a session token. Returns {session_id, session_token}.
-
-        `on_sent` is called once the request has gone out and LiveAvatar is minting, so the caller
-        can use the wait (over HTTP only: the in-process emulator has no such moment).
-        """
-        return await self._request("POST", "/v1/sessions/token", json=config, idempotent=False, on_sent=on_sent)
+    async def create_token(self, config: dict) -> dict:
+        """POST /v1/sessions/token: mint a session token. Returns {session_id, session_token}."""
+        return await self._request("POST", "/v1/sessions/token", json=config, idempotent=False)
 
     async def start(self, session_token: str) -> dict:
         """POST /v1/sessions/start (Bearer only). Returns session_id, livekit_url, livekit_client_token, ..."""
@@ -287,7 +283,6 @@ class LiveAvatarClient:
         params: dict | None = None,
         bearer: str | None = None,
         idempotent: bool = True,
-        on_sent: Callable[[], None] | None = None,
     ):
         headers = {"Accept": "application/json", "User-Agent": "avatar_site"}
         if bearer:
@@ -295,10 +290,9 @@ class LiveAvatarClient:
         else:
             headers["X-API-KEY"] = self._api_key
         http = await self._http()
-        extensions = {"trace": _call_when_sent(on_sent)} if on_sent else None
         attempt = 0
         while True:
-            error = await self._attempt(http, method, path, headers, json, params, extensions)
+            error = await self._attempt(http, method, path, headers, json, params)
             if not isinstance(error, LiveAvatarError):
                 return error
             delay = self._retry_delay(error, attempt, idempotent)
@@ -320,12 +314,10 @@ class LiveAvatarClient:
 
         return await _pooled_http(key, build)
 
-    async def _attempt(self, http, method, path, headers, json, params, extensions):
+    async def _attempt(self, http, method, path, headers, json, params):
         """One HTTP exchange: the unwrapped data on success, else the LiveAvatarError (not raised)."""
         try:
-            response = await http.request(
-                method, path, headers=headers, json=json, params=params, extensions=extensions
-            )
+            response = await http.request(method, path, headers=headers, json=json, params=params)
         except httpx.TimeoutException as exc:
             return LiveAvatarError(
                 f"LiveAvatar did not answer in time: {type(exc).__name__}",
@@ -379,38 +371,25 @@ class LiveAvatarClient:
         return None
 
 
-def _call_when_sent(callback: Callable[[], None]):
-    """An httpcore trace hook that calls `callback` once, when a request body has been sent. The
-    callback's failure is logged, not raised: it must not fail the call it watches."""
-    called = False
-
-    async def trace(event: str, info: dict) -> None:
-        nonlocal called
-        if not called and event.endswith(".send_request_body.complete"):
-            called = True
-            try:
-                callback()
-            except Exception:
-                logger.exception("The callback run while LiveAvatar answers failed")
-
-    return trace
+@functools.cache
+def _transport(factory) -> httpx.AsyncBaseTransport:
+    """The transport of settings.LIVEAVATAR_TRANSPORT (a function, or its dotted path), built once so
+    that the calls through it share one connection pool per loop."""
+    return (import_string(factory) if isinstance(factory, str) else factory)()
 
 
-def get_client(transport: httpx.AsyncBaseTransport | None = None) -> LiveAvatarClient:
+def get_client() -> LiveAvatarClient:
     """The client for the configured backend: the real LiveAvatar, or the built-in emulator.
 
     The emulator gets its own key (settings.EMULATOR_API_KEY), so the real key only ever goes to
-    LiveAvatar. Without LIVEAVATAR_EMULATOR_URL the emulator is reached in process.
+    LiveAvatar. Without LIVEAVATAR_EMULATOR_URL the emulator is reached in process, through the
+    transport settings.LIVEAVATAR_TRANSPORT names (tests name one there to play LiveAvatar).
     """
     if not settings.LIVEAVATAR_EMULATOR:
-        return LiveAvatarClient(settings.LIVEAVATAR_API_URL, settings.LIVEAVATAR_API_KEY, transport=transport)
-    if settings.LIVEAVATAR_EMULATOR_URL:
-        return LiveAvatarClient(settings.LIVEAVATAR_EMULATOR_URL, settings.EMULATOR_API_KEY, transport=transport)
-    if transport is None:
-        global _emulator_transport
-        if _emulator_transport is None:  # one, so the in-process emulator also gets one pool per loop
-            from avatar_site.asgi import application
-
-            _emulator_transport = httpx.ASGITransport(app=application)
-        transport = _emulator_transport
-    return LiveAvatarClient(EMULATOR_BASE_URL, settings.EMULATOR_API_KEY, transport=transport)
+        base_url, key = settings.LIVEAVATAR_API_URL, settings.LIVEAVATAR_API_KEY
+    elif settings.LIVEAVATAR_EMULATOR_URL:
+        base_url, key = settings.LIVEAVATAR_EMULATOR_URL, settings.EMULATOR_API_KEY
+    else:
+        base_url, key = EMULATOR_BASE_URL, settings.EMULATOR_API_KEY
+    transport = _transport(settings.LIVEAVATAR_TRANSPORT) if settings.LIVEAVATAR_TRANSPORT else None
+    return LiveAvatarClient(base_url, key, transport=transport)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -71,51 +68,16 @@ def _over_rate_limit(visitor_key: str, client_address: str, created_via: str) ->
 
     Counting rows keeps the limit right across several Daphne processes. The address counts mints
     of the same channel only (a partner's API calls do not use up the allowance of page visitors
-    behind the same address, nor the reverse). One statement, two counts that each read a short
-    range of their own index (session_visitor_recent, session_address_recent) and no row.
+    behind the same address, nor the reverse). Each count reads a short range of its own index
+    (session_visitor_recent, session_address_recent).
     """
-    table = connection.ops.quote_name(AvatarSession._meta.db_table)
-    since = connection.ops.adapt_datetimefield_value(timezone.now() - timedelta(minutes=1))
-    # Without an address only the visitor counts (an empty address must not pool everyone).
-    address = client_address or None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT COUNT(*) FROM {table} WHERE visitor_key = %s AND created_at >= %s),"
-            f" (SELECT COUNT(*) FROM {table} WHERE client_address = %s AND created_via = %s AND created_at >= %s)",
-            [visitor_key, since, address, created_via, since],
-        )
-        by_visitor, by_address = cursor.fetchone()
-    return by_visitor >= settings.MINT_RATE_PER_MINUTE or by_address >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE
-
-
-def _insert(session: AvatarSession) -> None:
-    """INSERT the new row in one plain statement: save() spent twice as long as this, in Python."""
-    meta, ops = AvatarSession._meta, connection.ops
-    fields = meta.local_concrete_fields
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        ops.quote_name(meta.db_table),
-        ", ".join(ops.quote_name(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [f.get_db_prep_save(getattr(session, f.attname), connection) for f in fields])
-    session._state.adding, session._state.db = False, connection.alias
-
-
-async def _save_outcome(
-    session: AvatarSession, inserting: asyncio.Future | None, changes: dict, save: bool = True
-) -> None:
-    """Apply LiveAvatar's outcome (`changes`) to the session and store it: by an UPDATE once the
-    INSERT started in the wait has run (it stored the session as it was before), or with the INSERT
-    when there was no wait. `save=False` leaves that UPDATE to the caller."""
-    if inserting:
-        await inserting
-    for name, value in changes.items():
-        setattr(session, name, value)
-    if inserting is None:
-        await sync_to_async(_insert)(session)
-    elif save:
-        await sync_to_async(session.save)(update_fields=list(changes))
+    recent = AvatarSession.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=1))
+    if recent.filter(visitor_key=visitor_key).count() >= settings.MINT_RATE_PER_MINUTE:
+        return True
+    if not client_address:  # then only the visitor counts: an empty address must not pool everyone
+        return False
+    by_address = recent.filter(client_address=client_address, created_via=created_via)
+    return by_address.count() >= settings.MINT_RATE_PER_ADDRESS_PER_MINUTE
 
 
 async def mint_session(
@@ -124,19 +86,11 @@ async def mint_session(
     client_address: str = "",
     created_via: str = "page",
     overrides: dict | None = None,
-    while_waiting: Callable[[AvatarSession], None] | None = None,
-    defer_liveavatar_id: bool = False,
 ) -> tuple[AvatarSession, str]:
     """Mint a token and store the AvatarSession; returns (session, session_token).
 
     Raises MintRateLimited before calling LiveAvatar when the visitor (or its address) minted too
     often, and MintError (with the stored failed row) when LiveAvatar fails.
-
-    The wait for LiveAvatar is idle time and what runs after its answer is on the caller's path, so
-    the row is written in the wait, once the request has gone out; `while_waiting` gets the session
-    then too. (The in-process emulator answers at once: there the row is written after it.) With
-    `defer_liveavatar_id` the caller saves LiveAvatar's id of the session when it suits it (the page
-    does once it has been sent): `session.save(update_fields=["liveavatar_session_id"])`.
     """
     client_address = (client_address or "")[:64]
     config = token_config(overrides)  # an invalid override fails before any query
@@ -152,27 +106,15 @@ async def mint_session(
         client_address=client_address,
         created_via=created_via,
     )
-    inserting: asyncio.Future | None = None
-
-    def sent():  # on the loop, while LiveAvatar mints
-        nonlocal inserting
-        inserting = asyncio.ensure_future(sync_to_async(_insert)(session))
-        if while_waiting:
-            while_waiting(session)
-
     try:
-        token = await liveavatar.get_client().create_token(config, on_sent=sent)
+        token = await liveavatar.get_client().create_token(config)
     except liveavatar.LiveAvatarError as error:
         logger.warning("Minting a LiveAvatar token failed: %s", error)
-        await _save_outcome(
-            session,
-            inserting,
-            {"status": SessionStatus.FAILED, "error": error.visitor_message, "ended_at": timezone.now()},
-        )
+        session.status, session.error, session.ended_at = SessionStatus.FAILED, error.visitor_message, timezone.now()
+        await session.asave()
         raise MintError(session, error) from error
-    await _save_outcome(
-        session, inserting, {"liveavatar_session_id": token["session_id"]}, save=not defer_liveavatar_id
-    )
+    session.liveavatar_session_id = token["session_id"]
+    await session.asave()
     return session, token["session_token"]
 
 

@@ -12,8 +12,3 @@ if settings.LIVEAVATAR_EMULATOR:
     from .emulator.routing import websocket_urlpatterns as emulator_patterns
 
     websocket_urlpatterns += emulator_patterns
-
-if settings.BENCH_ECHO:
-    from bench.echo import EchoConsumer
-
-    websocket_urlpatterns.append(path("ws/bench/echo/", EchoConsumer.as_asgi()))

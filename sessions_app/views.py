@@ -6,14 +6,11 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db import DatabaseError, connection
-from django.http import HttpResponse, JsonResponse
-from django.middleware.csrf import get_token
+from django.db import connection
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
-from django.utils.html import json_script
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
@@ -65,90 +62,20 @@ def _failure(exc: MintRateLimited | MintError) -> tuple[str, int]:
     return exc.error.visitor_message, 503
 
 
-class _SavesLiveAvatarIdWhenSent(HttpResponse):
-    """A visitor page that records LiveAvatar's id of its session once the page has been sent
-    (Django closes a response after sending it, on the request's thread), so that database write is
-    not on the visitor's wait. The session's row was stored before LiveAvatar answered.
-
-    Should the process die in the millisecond between, the row lacks LiveAvatar's id: the page still
-    runs and stops its session itself, its events are still stored, and LiveAvatar ends the session
-    at its max_session_duration; only a stop from the server and the transcript check against
-    LiveAvatar's are not possible for it. A database error here is logged.
-    """
-
-    def __init__(self, *, session: AvatarSession):
-        super().__init__()
-        self.session = session
-
-    def close(self):
-        try:
-            self.session.save(update_fields=["liveavatar_session_id"])
-        except DatabaseError:
-            log.exception(
-                "Could not record LiveAvatar's id %s of session %s", self.session.liveavatar_session_id, self.session.pk
-            )
-        finally:
-            super().close()
-
-
-class VisitorPage:
-    """The visitor page of a new session, built while LiveAvatar mints its token.
-
-    The wait for LiveAvatar is idle time, and what runs after its answer is what the visitor waits
-    for: so the page (template, config, response and its cookie) is built in the wait, and only the
-    token and LiveAvatar's session id are filled in after it. The page is the one `render` would
-    make of the full config.
-    """
-
-    template = "sessions_app/index.html"
-
-    def __init__(self, request, visitor_key: str, new_visitor: bool, *, auto_start: bool):
-        self.request, self.visitor_key, self.new_visitor, self.auto_start = (
-            request,
-            visitor_key,
-            new_visitor,
-            auto_start,
-        )
-        self.response = None
-
-    def prepare(self, session: AvatarSession) -> None:
-        """Build the page with everything but the token (called while LiveAvatar mints)."""
-        config = page_config(self.request, session, "", auto_start=self.auto_start)
-        html = render_to_string(self.template, {"config": config}, self.request)
-        response = _remember_visitor(_SavesLiveAvatarIdWhenSent(session=session), self.visitor_key, self.new_visitor)
-        self.config, self.html, self.config_script, self.response = (
-            config,
-            html,
-            json_script(config, "avatar-config"),
-            response,
-        )
-
-    def minted(self, session: AvatarSession, token: str) -> HttpResponse:
-        if self.response is None:  # no wait to use (the emulator in process answers at once)
-            self.prepare(session)
-        config = {**self.config, "session_token": token, "liveavatar_session_id": session.liveavatar_session_id}
-        self.response.content = self.html.replace(self.config_script, json_script(config, "avatar-config"), 1)
-        return self.response
-
-    def failed(self, message: str, status: int) -> HttpResponse:
-        response = render(self.request, self.template, {"config": error_config(message)}, status=status)
-        return _remember_visitor(response, self.visitor_key, self.new_visitor)
-
-
 @require_GET
 async def index(request):
-    get_token(request)  # sets the CSRF cookie that "Start a new conversation" (POST) needs
-    page = VisitorPage(request, *_visitor_key(request), auto_start="auto_start" in request.GET)
+    """The visitor page, with a new session's token (or the words saying why there is none)."""
+    visitor_key, new_visitor = _visitor_key(request)
     try:
-        session, token = await mint_session(
-            visitor_key=page.visitor_key,
-            client_address=request.META.get("REMOTE_ADDR", ""),
-            while_waiting=page.prepare,
-            defer_liveavatar_id=True,
-        )
+        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""))
     except (MintRateLimited, MintError) as exc:
-        return page.failed(*_failure(exc))
-    return page.minted(session, token)
+        message, status = _failure(exc)
+        config = error_config(message)
+    else:
+        config, status = page_config(request, session, token, auto_start="auto_start" in request.GET), 200
+    # The page's "Start a new conversation" form carries the CSRF token (and sets its cookie).
+    response = render(request, "sessions_app/index.html", {"config": config}, status=status)
+    return _remember_visitor(response, visitor_key, new_visitor)
 
 
 @require_POST

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from sessions_app import credentials, liveavatar
+from sessions_app import credentials
 from sessions_app.models import ApiKey, AvatarSession, SessionEvent, SessionStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,16 +97,14 @@ def test_minting_needs_the_write_scope(client):
     assert not AvatarSession.objects.exists()
 
 
-def failing_liveavatar(monkeypatch, settings, handler):
+def failing_liveavatar(settings, handler):
     """LiveAvatar answering through `handler` at the network edge (an httpx transport)."""
     settings.LIVEAVATAR_MAX_RETRIES = 0
-    real = liveavatar.get_client
-    monkeypatch.setattr(liveavatar, "get_client", lambda transport=None: real(transport=httpx.MockTransport(handler)))
+    settings.LIVEAVATAR_TRANSPORT = lambda: httpx.MockTransport(handler)
 
 
-def test_it_answers_502_when_liveavatar_fails(client, auth, monkeypatch, settings):
+def test_it_answers_502_when_liveavatar_fails(client, auth, settings):
     failing_liveavatar(
-        monkeypatch,
         settings,
         lambda request: httpx.Response(500, json={"code": 5000, "data": None, "message": "Internal error"}),
     )
@@ -117,11 +115,11 @@ def test_it_answers_502_when_liveavatar_fails(client, auth, monkeypatch, setting
     assert AvatarSession.objects.get().status == SessionStatus.FAILED
 
 
-def test_it_answers_504_when_liveavatar_times_out(client, auth, monkeypatch, settings):
+def test_it_answers_504_when_liveavatar_times_out(client, auth, settings):
     def hang(request):
         raise httpx.ReadTimeout("timed out", request=request)
 
-    failing_liveavatar(monkeypatch, settings, hang)
+    failing_liveavatar(settings, hang)
     response = mint(client, auth)
     assert response.status_code == 504
     assert response.json()["error"] == "liveavatar_timeout"
@@ -185,10 +183,9 @@ def test_it_stops_a_live_session_and_then_answers_409(client, auth):
     assert again.json()["error"] == "conflict"
 
 
-def test_it_answers_502_when_liveavatar_cannot_stop(client, auth, monkeypatch, settings):
+def test_it_answers_502_when_liveavatar_cannot_stop(client, auth, settings):
     session_id = mint(client, auth).json()["session_id"]
     failing_liveavatar(
-        monkeypatch,
         settings,
         lambda request: httpx.Response(503, json={"code": 5030, "data": None, "message": "Unavailable"}),
     )

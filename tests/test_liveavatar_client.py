@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from sessions_app.liveavatar import LiveAvatarClient, LiveAvatarError
+from sessions_app.liveavatar import LiveAvatarClient, LiveAvatarError, get_client
 
 FULL = {"mode": "FULL", "avatar_id": "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a", "avatar_persona": {"language": "en"}}
 SECRET = "la-secret-key-do-not-leak"
@@ -164,3 +164,27 @@ async def test_it_never_shows_the_api_key(caplog):
     with pytest.raises(LiveAvatarError) as error:
         await client.list_voices()
     assert SECRET not in repr(client) + str(error.value) + repr(error.value) + caplog.text
+
+
+# The configured backend (settings)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_reaches_the_emulator_in_process_with_no_server_running():
+    token = await get_client().create_token(FULL)
+    assert token["session_token"]
+    assert (await get_client().get_session(token["session_id"]))["id"] == token["session_id"]
+
+
+async def test_with_a_key_it_calls_liveavatar_with_that_key_through_the_configured_transport(settings):
+    requests = []
+
+    def handler(request):
+        requests.append(request)
+        return envelope(200, 1000, data={"session_id": "s", "session_token": "t"})
+
+    settings.LIVEAVATAR_API_KEY, settings.LIVEAVATAR_EMULATOR = SECRET, False
+    settings.LIVEAVATAR_TRANSPORT = lambda: httpx.MockTransport(handler)
+    assert (await get_client().create_token(FULL))["session_token"] == "t"
+    assert str(requests[0].url) == f"{settings.LIVEAVATAR_API_URL}/v1/sessions/token"
+    assert requests[0].headers["X-API-KEY"] == SECRET

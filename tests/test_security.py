@@ -10,9 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from sessions_app import close_codes, credentials, liveavatar
-from sessions_app.liveavatar import LiveAvatarClient
-from sessions_app.middleware import content_security_policy
+from sessions_app import close_codes, credentials
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,17 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def real_key(settings, monkeypatch):
-    """A configured API key and a LiveAvatar that answers `answer(request)`; a test sets `answer`."""
+def real_key(settings):
+    """A configured API key and a LiveAvatar network that answers `answer(request)`; a test sets `answer`."""
     settings.LIVEAVATAR_API_KEY = KEY
     settings.LIVEAVATAR_EMULATOR = False
+    settings.LIVEAVATAR_API_URL = "https://api.liveavatar.test"
+    settings.LIVEAVATAR_MAX_RETRIES = 0
     upstream = {}
-
-    def respond(request):
-        return upstream["answer"](request)
-
-    client = LiveAvatarClient("https://api.liveavatar.test", KEY, max_retries=0, transport=httpx.MockTransport(respond))
-    monkeypatch.setattr(liveavatar, "get_client", lambda: client)
+    settings.LIVEAVATAR_TRANSPORT = lambda: httpx.MockTransport(lambda request: upstream["answer"](request))
     return upstream
 
 
@@ -156,10 +151,11 @@ def test_security_headers(settings):
     assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "object-src 'none'" in policy
 
 
-def test_the_csp_allows_only_livekit_and_liveavatar_beyond_self(settings):
-    settings.LIVEAVATAR_EMULATOR = False
-    settings.LIVEAVATAR_API_URL = "https://api.liveavatar.com"
-    directives = dict(d.strip().split(" ", 1) for d in content_security_policy().split(";"))
+def test_the_csp_allows_only_livekit_and_liveavatar_beyond_self(make_daphne_server, settings):
+    # A server with a key set (the policy is built from settings at start); /healthz calls no upstream.
+    server = make_daphne_server(env={"LIVEAVATAR_API_KEY": KEY, "LIVEAVATAR_API_URL": "https://api.liveavatar.com/"})
+    policy = httpx.get(f"{server.url}/healthz").headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
     sources = {s for value in directives.values() for s in value.split()}
     foreign = {s for s in sources if s.startswith(("http", "ws"))}
     assert foreign == {"https://api.liveavatar.com", *settings.LIVEAVATAR_LIVEKIT_HOSTS}
