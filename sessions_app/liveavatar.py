@@ -382,8 +382,8 @@ def get_client() -> LiveAvatarClient:
     """The client for the configured backend: the real LiveAvatar, or the built-in emulator.
 
     The emulator gets its own key (settings.EMULATOR_API_KEY), so the real key only ever goes to
-    LiveAvatar. Without LIVEAVATAR_EMULATOR_URL the emulator is reached in process, through the
-    transport settings.LIVEAVATAR_TRANSPORT names (tests name one there to play LiveAvatar).
+    LiveAvatar. The calls go through settings.LIVEAVATAR_TRANSPORT when it is set (the emulator in
+    process, a test's stand-in for LiveAvatar), else over the network.
     """
     if not settings.LIVEAVATAR_EMULATOR:
         base_url, key = settings.LIVEAVATAR_API_URL, settings.LIVEAVATAR_API_KEY
