@@ -1,1 +1,1 @@
-"""make bench: the figures of issue 6, each measured side by side with its baseline on loopback."""
+"""make bench: the site's figures, each measured side by side with its baseline on loopback."""

@@ -1,4 +1,4 @@
-"""python -m bench (make bench): measure issue 6's figures, print a table, write JSON to $BENCH_JSON.
+"""python -m bench (make bench): measure the site's figures, print a table, write JSON to $BENCH_JSON.
 
 Every figure is measured in this run next to its baseline, on 127.0.0.1, against Daphne processes
 started here on scratch databases (SQLite file, a throw-away PostgreSQL database, a private Redis).

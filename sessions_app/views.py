@@ -1,5 +1,4 @@
 import asyncio
-import logging
 import secrets
 
 from asgiref.sync import sync_to_async
@@ -17,8 +16,6 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
-
-log = logging.getLogger(__name__)
 
 # Seconds the health check waits for a channel-layer round trip.
 HEALTH_LAYER_TIMEOUT = 2.0
@@ -125,7 +122,7 @@ async def healthz(request):
     return JsonResponse(body, status=200 if database and layer else 503)
 
 
-# Event beacon and staff dashboard (issue 4).
+# Event beacon and staff dashboard.
 
 # Beacon rate limits, per session and per process. Cleared when it grows large: a reset only forgives.
 _beacon_buckets: dict[str, ingest.TokenBucket] = {}

@@ -1,4 +1,4 @@
-"""LiveAvatar misbehaving, end to end (issue 6 fault tests): slow, 5xx, 429; and answering well.
+"""LiveAvatar misbehaving, end to end: slow, 5xx, 429; and answering well.
 
 A real Daphne process runs the site with an API key set (so not the emulator) and
 LIVEAVATAR_API_URL pointing at a small HTTP server on 127.0.0.1 that this test runs and tells how
