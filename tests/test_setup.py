@@ -78,14 +78,12 @@ def test_unknown_liveavatar_options_are_refused(settings):
     assert {"sessions_app.E002", "sessions_app.E003"} <= check_ids()
 
 
-def test_production_warns_about_the_emulator_the_memory_layer_and_the_bench_echo(settings):
+def test_production_warns_about_the_emulator_and_the_memory_layer(settings):
     settings.PRODUCTION = True
     settings.SECRET_KEY = secrets.token_urlsafe(50)
     settings.LIVEAVATAR_EMULATOR = True
-    settings.BENCH_ECHO = True
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    assert check_ids() == {"sessions_app.W001", "sessions_app.W002", "sessions_app.W003"}
+    assert check_ids() == {"sessions_app.W001", "sessions_app.W002"}
     settings.LIVEAVATAR_EMULATOR = False
-    settings.BENCH_ECHO = False
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
     assert check_ids() == set()
