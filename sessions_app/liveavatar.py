@@ -40,7 +40,8 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
-EMULATOR_BASE_URL = "http://127.0.0.1/liveavatar-emulator"
+# https, so a site behind TLS (DJANGO_HTTPS) does not redirect its own in-process calls to the emulator.
+EMULATOR_BASE_URL = "https://127.0.0.1/liveavatar-emulator"
 # Longest Retry-After we wait for; beyond it the caller gets a rate_limited error at once.
 MAX_RETRY_AFTER_SECONDS = 5.0
 BACKOFF_SECONDS = 0.25

@@ -55,10 +55,14 @@ def test_the_api_key_appears_in_no_page_response_error_or_log_line(real_key, cap
 
     real_key["answer"] = ok_token
     seen.append(visitor.get("/"))
+    errors = []
     for status in (401, 429, 500):
         real_key["answer"] = echoing_error(status)
-        seen.append(visitor.get("/"))
-        seen.append(Client().post("/api/v1/sessions", "{}", content_type="application/json", **api))
+        errors.append(visitor.get("/"))
+        errors.append(Client().post("/api/v1/sessions", "{}", content_type="application/json", **api))
+    # Every upstream failure reached the visitor and the partner as an error of ours, not a crash.
+    assert [r.status_code for r in errors] == [503, 502] * 3
+    seen += errors
     seen += [
         staff.get("/admin/sessions_app/avatarsession/"),
         staff.get("/dashboard/"),
@@ -74,7 +78,6 @@ def test_the_api_key_appears_in_no_page_response_error_or_log_line(real_key, cap
     texts += [record.getMessage() + str(record.exc_info) for record in caplog.records]
     texts += [path.read_text(errors="replace") for path in (ROOT / "static").rglob("*") if path.is_file()]
     texts += list(AvatarSession.objects.values_list("error", flat=True))
-    assert all(r.status_code < 600 for r in seen)
     assert [t[:200] for t in texts if KEY in t] == []
 
 
@@ -162,13 +165,18 @@ def test_the_csp_allows_only_livekit_and_liveavatar_beyond_self(make_daphne_serv
     assert directives["connect-src"].startswith("'self'")
 
 
-def test_hsts_and_secure_cookies_behind_tls(settings):
-    settings.SECURE_HSTS_SECONDS = 31536000
-    settings.SECURE_SSL_REDIRECT = True
-    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    assert Client().get("/healthz").status_code == 301  # plain http is sent to https
-    response = Client().get("/healthz", HTTP_X_FORWARDED_PROTO="https")
-    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+def test_hsts_and_secure_cookies_behind_tls(make_daphne_server):
+    # DJANGO_HTTPS=true as a deployment behind a TLS proxy sets it; the proxy says https in a header.
+    server = make_daphne_server(env={"DJANGO_HTTPS": "true"})
+    plain = httpx.get(f"{server.url}/healthz")
+    assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
+    page = httpx.get(f"{server.url}/", headers={"X-Forwarded-Proto": "https"})
+    assert page.status_code == 200
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    cookies = {c.split("=", 1)[0]: c for c in page.headers.get_list("set-cookie")}
+    assert set(cookies) == {"avatar_visitor", "csrftoken"}
+    assert all("; Secure" in cookie for cookie in cookies.values())
+    assert "HttpOnly" in cookies["avatar_visitor"]
 
 
 def test_minting_is_rate_limited_per_visitor(settings, real_key):
@@ -217,7 +225,8 @@ def test_oversized_input_is_refused(settings):
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {api_key}",
     )
-    assert response.status_code in (400, 413, 422)
+    assert response.status_code == 413
+    assert response.json() == {"error": "too_large", "message": "The request body is over 1,048,576 bytes."}
     assert not session.events.exists()
 
 

@@ -7,6 +7,8 @@ operation can answer is declared, so the generated OpenAPI document is the whole
 import uuid
 from typing import Literal
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404
@@ -103,6 +105,11 @@ def on_http_error(request, exc: HttpError):
 def on_ingest_error(request, exc: ingest.IngestError):
     # The forwarding protocol's own codes (too_large, bad_envelope, server_busy...), as on the websocket.
     return error(request, exc.http_status, exc.message, exc.code)
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_big(request, exc):
+    return error(request, 413, f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.")
 
 
 @api.exception_handler(Http404)
