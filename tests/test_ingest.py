@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from avatar_site.asgi import application
 from sessions_app import close_codes, consumers, credentials, ingest, lifecycle, transcript, transcript_rows
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
+from tests.faults import database_refuses_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -175,17 +175,14 @@ async def test_a_conversation_sent_in_batches_is_stored_in_order_and_acked_after
     await socket.disconnect()
 
 
-async def test_a_database_outage_is_answered_server_busy_and_nothing_is_acked(monkeypatch):
+async def test_a_database_outage_is_answered_server_busy_and_nothing_is_acked():
     session = await make_session()
     socket = await open_socket(session)
-
-    def database_down(*args):
-        raise OperationalError("database is locked")
-
-    monkeypatch.setattr(ingest, "_store", database_down)
-    await socket.send_to(text_data=message(item(1)))
-    reply = await socket.receive_json_from()
+    async with database_refuses_events():
+        await socket.send_to(text_data=message(item(1)))
+        reply = await socket.receive_json_from()
     assert (reply["type"], reply["code"], reply["seqs"]) == ("error", "server_busy", [1])
+    assert await stored(session) == []
     await socket.disconnect()
 
 
@@ -244,15 +241,12 @@ async def test_the_beacon_refuses_what_the_websocket_refuses(async_client, setti
     assert await stored(session) == []
 
 
-async def test_the_beacon_answers_503_when_the_database_is_down(async_client, monkeypatch):
+async def test_the_beacon_answers_503_when_the_database_is_down(async_client):
     session = await make_session()
-
-    def database_down(*args):
-        raise OperationalError("could not connect to server")
-
-    monkeypatch.setattr(ingest, "_store", database_down)
-    response = await async_client.post(beacon_url(session), message(item(1)), content_type="text/plain")
+    async with database_refuses_events():
+        response = await async_client.post(beacon_url(session), message(item(1)), content_type="text/plain")
     assert (response.status_code, response.json()["error"]) == (503, "server_busy")
+    assert await stored(session) == []
 
 
 # Group commit: the batches waiting in a process share one transaction.
@@ -335,22 +329,15 @@ async def test_under_sustained_load_a_transcript_is_rebuilt_about_once_a_second_
     assert texts == [said] * 20
 
 
-async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing(monkeypatch):
+async def test_a_database_outage_mid_flush_acks_nothing_and_loses_nothing():
     sessions = [await make_session() for _ in range(10)]
-    real_store = ingest._store
-
-    def fails_before_commit(batches):
-        with transaction.atomic():
-            real_store(batches)  # the rows are written ...
-            raise OperationalError("server closed the connection unexpectedly")  # ... and never committed
-
-    monkeypatch.setattr(ingest, "_store", fails_before_commit)
-    outcomes = await asyncio.gather(
-        *(ingest.store_batch(s, [item(1), item(2)]) for s in sessions), return_exceptions=True
-    )
+    async with database_refuses_events("server closed the connection unexpectedly"):
+        outcomes = await asyncio.gather(
+            *(ingest.store_batch(s, [item(1), item(2)]) for s in sessions), return_exceptions=True
+        )
     assert [(type(o), getattr(o, "code", None)) for o in outcomes] == [(ingest.IngestError, "server_busy")] * 10
     assert await SessionEvent.objects.acount() == 0
-    monkeypatch.setattr(ingest, "_store", real_store)  # the database is back; the pages send again
+    # The database is back; the pages send again.
     outcomes = await asyncio.gather(*(ingest.store_batch(s, [item(1), item(2)]) for s in sessions))
     assert [o.acked for o in outcomes] == [[1, 2]] * 10
     assert await SessionEvent.objects.acount() == 20
