@@ -3,27 +3,18 @@
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions_app import ingest
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
+from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHANGELIST = reverse("admin:sessions_app_avatarsession_changelist")
-CONVERSATION = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
-
-
-def recorded_session(**fields) -> AvatarSession:
-    """A session holding the fixture conversation, stored through the real ingest path."""
-    session = AvatarSession.objects.create(**fields)
-    async_to_sync(ingest.store_batch)(session, CONVERSATION)
-    return AvatarSession.objects.get(pk=session.pk)
+CONVERSATION = factories.CONVERSATION
 
 
 def other_session(text: str) -> AvatarSession:
@@ -33,14 +24,14 @@ def other_session(text: str) -> AvatarSession:
 
 
 def test_search_finds_a_session_by_a_word_said_in_it(admin_client):
-    wanted = recorded_session()
+    wanted = factories.recorded_session()
     other_session("Do you sell umbrellas?")
     response = admin_client.get(CHANGELIST, {"q": "Saturdays"})
     assert list(response.context["cl"].result_list) == [wanted]
 
 
 def test_the_session_page_shows_the_conversation_and_the_event_timeline(admin_client):
-    session = recorded_session()
+    session = factories.recorded_session()
     page = admin_client.get(reverse("admin:sessions_app_avatarsession_change", args=[session.pk])).content.decode()
     assert "What are your hours?" in page and "We&#x27;re open nine to five, Monday to Friday." in page
     assert page.count('class="avatar') == 4 and "interrupted" in page
@@ -55,7 +46,7 @@ def export(admin_client, action, *sessions):
 
 
 def test_json_export_parses_and_holds_transcript_and_events(admin_client):
-    first, second = recorded_session(), other_session("Do you sell umbrellas?")
+    first, second = factories.recorded_session(), other_session("Do you sell umbrellas?")
     response = export(admin_client, "export_json", first, second)
     assert response["Content-Disposition"] == 'attachment; filename="sessions.json"'
     data = {s["id"]: s for s in json.loads(response.content)["sessions"]}
@@ -69,7 +60,7 @@ def test_json_export_parses_and_holds_transcript_and_events(admin_client):
 
 
 def test_csv_export_parses_and_holds_the_transcript(admin_client):
-    session = recorded_session()
+    session = factories.recorded_session()
     response = export(admin_client, "export_csv", session)
     assert response["Content-Disposition"] == f'attachment; filename="session-{session.id}.csv"'
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
@@ -81,7 +72,7 @@ def test_csv_export_parses_and_holds_the_transcript(admin_client):
 
 
 def test_text_export_reads_as_a_conversation(admin_client):
-    session = recorded_session()
+    session = factories.recorded_session()
     text = export(admin_client, "export_text", session).content.decode()
     assert "User: What are your hours?\nAvatar: We're open nine to five, [interrupted]" in text
 
@@ -94,14 +85,14 @@ def test_end_live_session_stops_it(admin_client):
 
 
 def test_deleting_a_session_deletes_its_events_and_transcript(admin_client):
-    session = recorded_session()
+    session = factories.recorded_session()
     response = admin_client.post(reverse("admin:sessions_app_avatarsession_delete", args=[session.pk]), {"post": "yes"})
     assert response.status_code == 302
     assert (SessionEvent.objects.count(), TranscriptEntry.objects.count()) == (0, 0)
 
 
 def test_sessions_are_not_editable(admin_client):
-    session = recorded_session()
+    session = factories.recorded_session()
     url = reverse("admin:sessions_app_avatarsession_change", args=[session.pk])
     admin_client.post(url, {"status": "active", "end_reason": "forged"})
     session.refresh_from_db()
@@ -116,7 +107,7 @@ def count_changelist_queries(admin_client, django_assert_max_num_queries, expect
 
 def test_the_changelist_costs_the_same_with_5_or_50_sessions(admin_client, django_assert_max_num_queries):
     for _ in range(5):
-        recorded_session()
+        factories.recorded_session()
     few = count_changelist_queries(admin_client, django_assert_max_num_queries, 50)
     for _ in range(45):
         AvatarSession.objects.create(status=SessionStatus.ENDED, started_at=timezone.now(), turn_count=3)

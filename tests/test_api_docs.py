@@ -5,13 +5,13 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from sessions_app.models import ApiKey
+from tests import factories
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_docs_render_offline_and_call_the_api(daphne_server, launch_browser):
-    raw = ApiKey.create("docs", ["sessions:read"])[1]
+    raw = factories.api_key("sessions:read", name="docs")
     page = launch_browser().new_page()
     hosts, problems = set(), []
     page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))

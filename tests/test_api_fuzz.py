@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from sessions_app.models import ApiKey
+from tests import factories
 
 # Generous limits: throttling is tested elsewhere, here it would only hide the other answers.
 SERVER_ENV = {"API_THROTTLE_PER_MINUTE": "1000000", "MINT_RATE_PER_MINUTE": "1000000"}
@@ -20,7 +21,7 @@ SERVER_ENV = {"API_THROTTLE_PER_MINUTE": "1000000", "MINT_RATE_PER_MINUTE": "100
 @pytest.fixture
 def api_server(make_daphne_server):
     server = make_daphne_server(env=SERVER_ENV)
-    key = ApiKey.create("fuzz", list(ApiKey.SCOPES))[1]
+    key = factories.api_key(*ApiKey.SCOPES, name="fuzz")
     headers = {"Authorization": f"Bearer {key}"}
     # One real session (minted through the emulator, with events) so that half the cases find it.
     session = httpx.post(f"{server.url}/api/v1/sessions", headers=headers, json={}).json()

@@ -7,14 +7,15 @@ import pytest
 from django.utils import timezone
 
 from sessions_app import credentials
-from sessions_app.models import ApiKey, AvatarSession, SessionEvent, SessionStatus
+from sessions_app.models import AvatarSession, SessionEvent, SessionStatus
+from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def write_key():
-    return ApiKey.create("crm", ["sessions:read", "sessions:write"])[1]
+    return factories.api_key("sessions:read", "sessions:write", name="crm")
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_it_answers_400_for_a_body_that_is_not_json(client, auth):
 
 
 def test_minting_needs_the_write_scope(client):
-    reader = ApiKey.create("reader", ["sessions:read"])[1]
+    reader = factories.api_key("sessions:read", name="reader")
     assert client.post("/api/v1/sessions", HTTP_AUTHORIZATION=f"Bearer {reader}").status_code == 403
     assert client.post("/api/v1/sessions").status_code == 401
     assert not AvatarSession.objects.exists()

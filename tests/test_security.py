@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from sessions_app import close_codes, credentials
-from sessions_app.models import ApiKey, AvatarSession, SessionStatus, TranscriptEntry
+from sessions_app.models import AvatarSession, SessionStatus, TranscriptEntry
+from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,8 +49,8 @@ def test_the_api_key_appears_in_no_page_response_error_or_log_line(real_key, cap
     seen = []
     visitor = Client()
     staff = Client()
-    staff.force_login(User.objects.create_user("boss", is_staff=True, is_superuser=True))
-    _, api_key = ApiKey.create("robot", ["sessions:read", "sessions:write"])
+    staff.force_login(factories.staff("boss", superuser=True))
+    api_key = factories.api_key("sessions:read", "sessions:write")
     api = {"HTTP_AUTHORIZATION": f"Bearer {api_key}"}
 
     real_key["answer"] = ok_token
@@ -130,7 +130,7 @@ async def test_websockets_refuse_foreign_origins_and_missing_credentials():
 def test_staff_pages_need_staff(path):
     assert Client().get(path).status_code == 302
     visitor = Client()
-    visitor.force_login(User.objects.create_user("visitor"))
+    visitor.force_login(factories.visitor())
     response = visitor.get(path)
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
@@ -141,7 +141,7 @@ def test_same_origin_posts_need_a_csrf_token():
     assert strict.post("/sessions/new").status_code == 403
     assert strict.post("/admin/login/", {"username": "x", "password": "y"}).status_code == 403
     staff = Client(enforce_csrf_checks=True)
-    staff.force_login(User.objects.create_user("boss", is_staff=True, is_superuser=True))
+    staff.force_login(factories.staff("boss", superuser=True))
     # The REST API with a staff session (cookie) is same-origin: it needs the CSRF header too.
     assert staff.post("/api/v1/sessions", "{}", content_type="application/json").status_code == 403
 
@@ -198,7 +198,7 @@ def test_minting_is_rate_limited_per_client_even_without_cookies(settings, real_
     assert Client().get("/", REMOTE_ADDR="198.51.100.9").status_code == 200  # another address is not held back
     assert set(AvatarSession.objects.values_list("client_address", flat=True)) == {"203.0.113.7", "198.51.100.9"}
     # A partner's API calls from that address have their own (per-key) limit.
-    _, api_key = ApiKey.create("robot", ["sessions:write"])
+    api_key = factories.api_key("sessions:write")
     response = Client().post(
         "/api/v1/sessions",
         "{}",
@@ -218,7 +218,7 @@ def test_oversized_input_is_refused(settings):
         f"/sessions/{session.pk}/events?credential={credentials.mint(session.pk)}", big, content_type="text/plain"
     )
     assert response.status_code == 413
-    _, api_key = ApiKey.create("robot", ["sessions:write"])
+    api_key = factories.api_key("sessions:write")
     response = Client().post(
         "/api/v1/sessions",
         json.dumps({"language": "x" * 2_000_000}),
@@ -234,8 +234,8 @@ def test_transcripts_are_escaped_wherever_shown():
     session = AvatarSession.objects.create(status=SessionStatus.ENDED)
     TranscriptEntry.objects.create(session=session, position=1, speaker="user", text=XSS)
     staff = Client()
-    staff.force_login(User.objects.create_user("boss", is_staff=True, is_superuser=True))
-    _, api_key = ApiKey.create("robot", ["sessions:read"])
+    staff.force_login(factories.staff("boss", superuser=True))
+    api_key = factories.api_key("sessions:read")
     api = {"HTTP_AUTHORIZATION": f"Bearer {api_key}"}
     html = staff.get(f"/admin/sessions_app/avatarsession/{session.pk}/change/").content.decode()
     assert "&lt;script&gt;" in html and "<script>alert" not in html

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from sessions_app.models import ApiKey, AvatarSession, SessionStatus
+from sessions_app.models import AvatarSession, SessionStatus
+from tests import factories
 
 KEY = "la-FAULT-KEY-7c41d09e2b"  # recognisable anywhere it might leak
 TIMEOUT_SECONDS = 1
@@ -106,7 +107,7 @@ def site(make_daphne_server, upstream):
 
 @pytest.fixture
 def api_headers(site):
-    _, api_key = ApiKey.create("partner", ["sessions:read", "sessions:write"])
+    api_key = factories.api_key("sessions:read", "sessions:write")
     return {"Authorization": f"Bearer {api_key}"}
 
 
