@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_started
 
 
 class SessionsAppConfig(AppConfig):
@@ -7,3 +8,6 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .lifecycle import start_reaper
+
+        request_started.connect(start_reaper, dispatch_uid="sessions_app.reaper")

@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import F
 
-from . import close_codes, credentials, dashboard
+from . import close_codes, credentials, feed
 from .ingest import IngestError, TokenBucket, parse_message, store_batch
 from .models import AvatarSession
 
@@ -109,14 +109,14 @@ class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         if not (user and user.is_active and user.is_staff):
             await self.close(code=close_codes.FORBIDDEN)
             return
-        await self.channel_layer.group_add(dashboard.GROUP, self.channel_name)
+        await self.channel_layer.group_add(feed.GROUP, self.channel_name)
         self.joined = True
-        sessions = await database_sync_to_async(dashboard.snapshot)()
+        sessions = await database_sync_to_async(feed.snapshot)()
         await self.send(text_data=json.dumps({"type": "snapshot", "sessions": sessions}))
 
     async def disconnect(self, code):
         if self.joined:
-            await self.channel_layer.group_discard(dashboard.GROUP, self.channel_name)
+            await self.channel_layer.group_discard(feed.GROUP, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the feed is one-way

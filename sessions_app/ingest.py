@@ -27,7 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from . import background, dashboard, lifecycle, rawsql, transcript, transcript_rows
+from . import background, feed, lifecycle, rawsql, transcript, transcript_rows
 from .models import TRANSITIONS, AvatarSession, EventSource, SessionEvent
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ class _Writer:
         """Queue a round's feed frames (built now, so each shows its round's session state) for the sender."""
         if not messages:
             return
-        self.outbox.extend(dashboard.feed_frames(messages))
+        self.outbox.extend(feed.feed_frames(messages))
         if self.sender is None or self.sender.done():
             self.sender = self.loop.create_task(self.send_feed(), context=background.detached_context())
 
@@ -324,7 +324,7 @@ class _Writer:
                 await asyncio.sleep(wait)
             frames, self.outbox = self.outbox, []
             self.last_send_at = self.loop.time()
-            await dashboard.group_send(frames)
+            await feed.group_send(frames)
 
     def take(self) -> list[_Batch]:
         """The waiting batches for one round: whole batches, up to FLUSH_MAX_EVENTS events."""
@@ -470,7 +470,7 @@ def _rebuilt_frames(rebuilt: dict, sessions: dict) -> list[dict]:
     in `sessions` (stored in the same round) shows its new metrics there; the others get a metrics frame."""
     frames = []
     for sid, (session, entries) in rebuilt.items():
-        metrics = {name: getattr(session, name) for name in dashboard.METRICS}
+        metrics = {name: getattr(session, name) for name in feed.METRICS}
         if sid in sessions:
             for name, value in metrics.items():
                 setattr(sessions[sid], name, value)
@@ -481,7 +481,7 @@ def _rebuilt_frames(rebuilt: dict, sessions: dict) -> list[dict]:
 
 
 LIFECYCLE_FIELDS = ["status", "started_at", "ended_at", "end_reason", "error"]
-# What the flush reads of a session: its status machine and what the feed shows (dashboard.session_dict).
+# What the flush reads of a session: its status machine and what the feed shows (feed.session_dict).
 SESSION_FIELDS = [
     "id",
     *LIFECYCLE_FIELDS,

@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
-from django.core.signals import request_started
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import background, dashboard, liveavatar, transcript
+from . import background, feed, liveavatar, transcript
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
 from .transcript_rows import ENTRY_FIELDS, write_entries
 
@@ -99,7 +98,7 @@ async def stop_session(
             if exc.status != 404:
                 raise
     session = await database_sync_to_async(_end)(session.pk, end_reason or reason)
-    await dashboard.broadcast(session)
+    await feed.broadcast(session)
     return session
 
 
@@ -190,7 +189,7 @@ async def reconcile(session: AvatarSession) -> int:
     utterances = (data or {}).get("transcript_data") or []
     added, changed = await database_sync_to_async(add_missing_utterances)(session.pk, utterances)
     if changed:
-        await dashboard.broadcast(await AvatarSession.objects.aget(pk=session.pk), changed)
+        await feed.broadcast(await AvatarSession.objects.aget(pk=session.pk), changed)
     return added
 
 
@@ -232,7 +231,7 @@ async def reap_orphans(now: datetime | None = None) -> dict:
             log.warning("could not stop orphaned session %s: %s", session.id, exc)
             counts["failed"] += 1
     for session in expired:
-        await dashboard.broadcast(await database_sync_to_async(_end)(session.pk, "", SessionStatus.EXPIRED))
+        await feed.broadcast(await database_sync_to_async(_end)(session.pk, "", SessionStatus.EXPIRED))
         counts["expired"] += 1
     for session in unreconciled:
         try:
@@ -261,7 +260,9 @@ async def _reap_forever(interval: int) -> None:
             log.exception("reaper pass failed")
 
 
-async def _start_reaper(sender, **kwargs) -> None:
+async def start_reaper(sender, **kwargs) -> None:
+    """request_started receiver (connected in SessionsAppConfig.ready): the first request of an ASGI
+    server process starts its reaper loop."""
     global _reaper
     # Only a real ASGI server starts it (the test client's handler is not an ASGIHandler).
     if not issubclass(sender, ASGIHandler) or _reaper is not None or settings.REAPER_INTERVAL_SECONDS <= 0:
@@ -269,6 +270,3 @@ async def _start_reaper(sender, **kwargs) -> None:
     _reaper = asyncio.get_running_loop().create_task(
         _reap_forever(settings.REAPER_INTERVAL_SECONDS), context=background.detached_context()
     )
-
-
-request_started.connect(_start_reaper, dispatch_uid="sessions_app.reaper")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from . import dashboard, rawsql, transcript
+from . import feed, rawsql, transcript
 from .models import AvatarSession, SessionEvent, TranscriptEntry, TranscriptOrigin
 
 
@@ -52,7 +52,7 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
     for sid, plan in plans.items():
         if plan.kept is not None:
             _before_checkpoint[sid] = plan.kept
-    return {sid: (plan.session, [dashboard.entry_dict(row) for row in plan.changed]) for sid, plan in plans.items()}
+    return {sid: (plan.session, [feed.entry_dict(row) for row in plan.changed]) for sid, plan in plans.items()}
 
 
 def _sessions(ids: list, lock: bool = False) -> dict:

@@ -12,7 +12,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions_app import close_codes, dashboard, ingest
+from sessions_app import close_codes, dashboard, feed, ingest
 from sessions_app.consumers import DashboardConsumer
 from sessions_app.models import AvatarSession, SessionStatus, TranscriptEntry
 
@@ -85,7 +85,7 @@ def test_figures_of_the_week_include_earlier_days():
     assert sum(day["sessions"] for day in figures["per_day"]) == 1 and len(figures["per_day"]) == 7
 
 
-async def feed(user):
+async def open_feed(user):
     socket = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboard/")
     socket.scope["user"] = user
     await socket.connect()
@@ -104,7 +104,7 @@ async def frames_until(socket, complete, timeout=5.0) -> list[dict]:
 
 async def test_the_feed_refuses_anyone_but_staff():
     for user in (AnonymousUser(), await User.objects.acreate(username="visitor")):
-        socket = await feed(user)
+        socket = await open_feed(user)
         assert await socket.receive_output() == {"type": "websocket.close", "code": close_codes.FORBIDDEN}
 
 
@@ -112,7 +112,7 @@ async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
     staff = await User.objects.acreate(username="staff", is_staff=True)
     live = await AvatarSession.objects.acreate(status=SessionStatus.ACTIVE, started_at=timezone.now())
     await TranscriptEntry.objects.acreate(session=live, position=1, speaker="avatar", text="Hi <b>there</b>")
-    socket = await feed(staff)
+    socket = await open_feed(staff)
     snapshot = await socket.receive_json_from()
     assert snapshot["type"] == "snapshot"
     assert [(s["id"], s["transcript"][0]["text"]) for s in snapshot["sessions"]] == [(str(live.id), "Hi <b>there</b>")]
@@ -135,7 +135,7 @@ async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messag
     from channels.layers import get_channel_layer
 
     staff = await User.objects.acreate(username="staff", is_staff=True)
-    socket = await feed(staff)
+    socket = await open_feed(staff)
     assert (await socket.receive_json_from())["type"] == "snapshot"
     layer, sent = get_channel_layer(), []
     real_group_send = layer.group_send
@@ -153,7 +153,7 @@ async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messag
         return {f["session_id"] for f in frames if f["type"] == kind} == ids
 
     frames = await frames_until(socket, lambda frames: each_has(frames, "metrics") and each_has(frames, "transcript"))
-    assert sent == [dashboard.GROUP] * 2
+    assert sent == [feed.GROUP] * 2
     assert sorted(f["session"]["id"] for f in frames if f["type"] == "session") == sorted(ids)
     assert {f["session_id"]: f["turn_count"] for f in frames if f["type"] == "metrics"} == {
         str(s.id): 1 for s in sessions

@@ -1,0 +1,106 @@
+"""The live feed to staff: the session and transcript dicts its frames carry, and the broadcast."""
+
+import logging
+from datetime import datetime
+
+from channels.layers import get_channel_layer
+from django.urls import reverse
+
+from .models import AvatarSession, SessionStatus, TranscriptEntry
+
+log = logging.getLogger(__name__)
+
+GROUP = "dashboard"
+# Sessions the feed shows as live: a minted token nobody started is not a conversation yet.
+FEED_STATUSES = (SessionStatus.STARTED, SessionStatus.ACTIVE)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+_ADMIN_URL = None
+
+
+def _admin_url(pk) -> str:
+    global _ADMIN_URL
+    if _ADMIN_URL is None:  # reverse() once: this runs for every stored batch
+        _ADMIN_URL = reverse("admin:sessions_app_avatarsession_change", args=["00000000-0000-0000-0000-000000000000"])
+    return _ADMIN_URL.replace("00000000-0000-0000-0000-000000000000", str(pk))
+
+
+METRICS = ("turn_count", "interruption_count", "median_latency_ms")  # what a live card shows of a session
+
+
+def session_dict(session: AvatarSession) -> dict:
+    return {
+        "id": str(session.id),
+        "status": session.status,
+        "end_reason": session.end_reason,
+        "avatar_id": session.avatar_id,
+        "created_at": _iso(session.created_at),
+        "started_at": _iso(session.started_at),
+        "ended_at": _iso(session.ended_at),
+        "duration_seconds": session.duration_seconds,
+        "turn_count": session.turn_count,
+        "interruption_count": session.interruption_count,
+        "median_latency_ms": session.median_latency_ms,
+        "admin_url": _admin_url(session.pk),
+    }
+
+
+def entry_dict(entry: TranscriptEntry) -> dict:
+    return {
+        "position": entry.position,
+        "speaker": entry.speaker,
+        "text": entry.text,
+        "interrupted": entry.interrupted,
+        "partial": entry.from_chunks,
+    }
+
+
+def snapshot() -> list[dict]:
+    """Live sessions with their transcripts so far (sync: call through database_sync_to_async)."""
+    sessions = AvatarSession.objects.filter(status__in=FEED_STATUSES).prefetch_related("transcript")[:100]
+    return [{**session_dict(s), "transcript": [entry_dict(e) for e in s.transcript.all()]} for s in sessions]
+
+
+async def broadcast(session: AvatarSession, entries: list[TranscriptEntry] = ()) -> None:
+    """Tell the staff feed what changed in one session (server-side stop, reconcile, expiry)."""
+    await send(
+        [
+            {"type": "session", "session": session},
+            *({"type": "transcript", "session_id": str(session.id), "entry": entry_dict(e)} for e in entries),
+        ]
+    )
+
+
+async def send(messages: list[dict]) -> None:
+    """One channel-layer message to the feed carrying many frames (DashboardConsumer sends them one by one).
+
+    A "session" frame may carry the AvatarSession itself; it becomes its dict here. The rows are
+    already committed: a channel layer that is down or full costs the live view, not the data.
+    """
+    await group_send(feed_frames(messages))
+
+
+def feed_frames(messages: list[dict]) -> list[dict]:
+    """The feed frames of `messages` (a session row becomes its dict, once per session)."""
+    dicts: dict = {}
+    result = []
+    for message in messages:
+        session = message.get("session")
+        if isinstance(session, AvatarSession):
+            if session.pk not in dicts:
+                dicts[session.pk] = session_dict(session)
+            message = {**message, "session": dicts[session.pk]}
+        result.append(message)
+    return result
+
+
+async def group_send(frames: list[dict]) -> None:
+    """One group message carrying `frames` (see send)."""
+    try:
+        await get_channel_layer().group_send(GROUP, {"type": "dashboard.messages", "messages": frames})
+    except Exception:  # noqa: BLE001 - any channel-layer failure (Redis down, full) is only logged
+        log.warning("dashboard broadcast of %d frames failed", len(frames), exc_info=True)
