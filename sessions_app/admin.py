@@ -9,15 +9,16 @@ import io
 import json
 
 from asgiref.sync import async_to_sync
+from django import forms
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
+from django.utils import timezone
 
 from . import lifecycle
-from .api import admin as api_admin  # noqa: F401  (registers ApiKey)
-from .api.formats import as_text
+from .exports import as_text
 from .liveavatar import LiveAvatarError
-from .models import LIVE_STATUSES, AvatarSession
+from .models import LIVE_STATUSES, ApiKey, AvatarSession
 
 # The event timeline on a session page stops here; the JSON export has them all.
 TIMELINE_LIMIT = 2000
@@ -220,3 +221,44 @@ class AvatarSessionAdmin(admin.ModelAdmin):
             except LiveAvatarError as exc:
                 self.message_user(request, f"Session {session.id} could not be stopped: {exc}", messages.ERROR)
         self.message_user(request, f"Ended {ended} live session(s).", messages.SUCCESS)
+
+
+# Staff create, list and revoke REST API keys. The raw key is shown once, right after creation.
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in ApiKey.SCOPES], widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "scope_list", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    @admin.display(description="Scopes")
+    def scope_list(self, key):
+        return ", ".join(key.scopes)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw = ApiKey.create(obj.name, obj.scopes)
+        # The admin goes on with obj (history, redirect): make it the row just created.
+        obj.pk = key.pk
+        obj.refresh_from_db()
+        messages.warning(request, f"API key for “{key.name}”: {raw} — copy it now, it will not be shown again.")
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        count = queryset.active().update(revoked_at=timezone.now())
+        messages.success(request, f"Revoked {count} API key(s).")

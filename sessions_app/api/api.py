@@ -17,10 +17,9 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.pagination import paginate
 from ninja.parser import Parser
 
-from .. import ingest, lifecycle, minting
+from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
 from ..models import AvatarSession, TranscriptEntry
-from . import formats
 from .auth import READ, WRITE, caller, requires
 from .schemas import (
     ErrorOut,
@@ -234,11 +233,11 @@ def get_transcript(request, session_id: uuid.UUID, format: Literal["json", "text
     if format == "json":
         return {"session_id": session.id, "entries": entries}
     if format == "text":
-        body = formats.as_text(entries)
+        body = exports.as_text(entries)
     else:
         first = entries.first()
         start = session.started_at or (first and first.started_at) or session.created_at
-        body = formats.as_vtt(entries, start)
+        body = exports.as_vtt(entries, start)
     return HttpResponse(body, content_type=TRANSCRIPT_MEDIA[format])
 
 
