@@ -42,13 +42,17 @@ def _layer_name() -> str:
     return f"Redis at {address.hostname}:{address.port or 6379}"
 
 
+async def _round_trip() -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "health.ping"})
+    await layer.receive(channel)
+
+
 async def channel_layer() -> tuple[bool, str]:
     name = _layer_name()
     try:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), PROBE_TIMEOUT)
-        await asyncio.wait_for(layer.receive(channel), PROBE_TIMEOUT)
+        await asyncio.wait_for(_round_trip(), PROBE_TIMEOUT)
     except Exception as exc:  # noqa: BLE001
         return False, f"{name} unreachable ({_problem(exc) if not isinstance(exc, TimeoutError) else 'no answer'})"
     return True, name

@@ -4,6 +4,7 @@ With PROMETHEUS_MULTIPROC_DIR set (several Daphne processes), prometheus_client 
 a per-process file of that directory and one scrape adds them up; it must be set before this module
 is imported and be empty when the processes start. Without it the values live in this process.
 Everything here is cheap to update: code elsewhere calls these directly (`EVENTS_STORED.inc(n)`).
+METRICS_ENABLED=false turns every series into a stand-in that does nothing (the bench's baseline).
 """
 
 from __future__ import annotations
@@ -12,6 +13,24 @@ import os
 import re
 
 from prometheus_client import Counter, Gauge, Histogram
+
+ENABLED = os.environ.get("METRICS_ENABLED", "true").lower() not in ("0", "false", "no", "off")
+
+
+class _Off:
+    """A series that records nothing (METRICS_ENABLED=false)."""
+
+    def labels(self, *values, **named):
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    dec = set = observe = inc
+
+
+if not ENABLED:
+    Counter = Gauge = Histogram = lambda *args, **kwargs: _Off()  # noqa: E731, F811
 
 SOCKETS_OPEN = Gauge(
     "avatar_site_open_sockets",
