@@ -14,7 +14,7 @@ function row(list, label, value) {
 
 function runOut(account, format) {
   if (account.credits_left === null) return "–";
-  if (account.hours_left === null) return "no conversations in the last day";
+  if (account.hours_left === null) return "not at this pace: no paid conversation in the last day";
   const hours = account.hours_left;
   const inWords = hours < 48 ? `${number.format(hours)} hours` : `${number.format(hours / 24)} days`;
   return `in about ${inWords} (${format(account.runs_out_at)})`;
