@@ -4,7 +4,9 @@ following the emulator's credits, LiveAvatar's 429s counted and remembered, JSON
 import io
 import json
 import logging
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -142,3 +144,15 @@ def test_json_lines_carry_the_request_and_session_and_no_secret(settings):
     assert line["message"] == "called with [redacted]"
     assert line["session_id"] == "3c90c3cc-0d44-4b50-8888-8dd25736052a" and line["request_id"] == "req-12345678"
     assert {"time", "level", "logger", "process"} <= set(line)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_alerts_and_the_grafana_dashboard_use_series_the_site_has(admin_client):
+    families = {family.name for family in text_string_to_metric_families(admin_client.get("/metrics").content.decode())}
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    used = set()
+    for path in (deploy / "prometheus" / "alerts.yml", deploy / "grafana" / "avatar-site.json"):
+        used |= set(re.findall(r"avatar_site_\w+", path.read_text()))
+    suffixes = ("", "_total", "_bucket", "_count", "_sum")
+    unknown = {name for name in used if not any(name == family + suffix for family in families for suffix in suffixes)}
+    assert used and not unknown
