@@ -76,9 +76,11 @@ INSTALLED_APPS = [
     # django-ninja: its templates and static files serve the API docs offline (no CDN).
     "ninja",
     "sessions_app",
+    "operations",
 ]
 
 MIDDLEWARE = [
+    "operations.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -210,11 +212,25 @@ SESSION_COOKIE_HTTPONLY = True
 # Content-Security-Policy: SECURE_CSP, set below with the LiveAvatar settings it depends on.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
+# Logs: readable lines by default, one JSON object a line with LOG_FORMAT=json (operations/logs.py).
+# Either way each line carries its request and session ids, and no secret of these settings.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "operations.logs.ContextFields"},
+        "redact": {"()": "operations.logs.RedactSecrets"},
+    },
+    "formatters": {
+        "plain": {"()": "operations.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "operations.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # httpx logs every request line at INFO; keep it quiet.
@@ -299,6 +315,15 @@ REAPER_INTERVAL_SECONDS = envint("REAPER_INTERVAL_SECONDS", 30)
 
 # REST API
 API_THROTTLE_PER_MINUTE = envint("API_THROTTLE_PER_MINUTE", 120)
+
+# Operations: who may scrape /metrics without a staff login (Authorization: Bearer <token>), and
+# the LiveAvatar account box: how long a credits reading is reused, and when it warns.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+LIVEAVATAR_CREDITS_CACHE_SECONDS = envint("LIVEAVATAR_CREDITS_CACHE_SECONDS", 180)
+LIVEAVATAR_CREDITS_WARNING = envint("LIVEAVATAR_CREDITS_WARNING", 100)
+LIVEAVATAR_RUN_OUT_WARNING_HOURS = envint("LIVEAVATAR_RUN_OUT_WARNING_HOURS", 24)
+# The emulated account's credits before its sessions use any (2 a minute, as LiveAvatar's FULL mode).
+EMULATOR_CREDITS = envfloat("EMULATOR_CREDITS", 1000.0)
 
 if LIVEAVATAR_EMULATOR:
     INSTALLED_APPS.append("sessions_app.emulator")

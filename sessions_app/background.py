@@ -4,6 +4,8 @@ import contextvars
 
 from asgiref.sync import SyncToAsync
 
+from operations import logs
+
 
 def detached_context() -> contextvars.Context:
     """The caller's context without the request's ThreadSensitiveContext, for a long-lived task.
@@ -15,4 +17,5 @@ def detached_context() -> contextvars.Context:
     context = contextvars.copy_context()
     context.run(SyncToAsync.thread_sensitive_context.set, None)
     context.run(SyncToAsync.deadlock_context.set, False)
+    context.run(logs.unbind)  # its log lines belong to no one request or session
     return context

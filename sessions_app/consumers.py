@@ -1,6 +1,7 @@
 """Websocket consumers: event ingest from pages (ARCHITECTURE.md "Forwarding protocol"), live feed for staff."""
 
 import json
+import logging
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -9,9 +10,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import F
 
+from operations import logs, metrics
+
 from . import close_codes, credentials, feed
 from .ingest import IngestError, TokenBucket, parse_message, store_batch
 from .models import AvatarSession
+
+log = logging.getLogger(__name__)
 
 # A connection that keeps flooding after this many rate_limited answers in a row is closed.
 FLOOD_WARNINGS = 20
@@ -53,12 +58,17 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
             await self.close(code=close_codes.UNKNOWN_SESSION)
             return
         await self._count_connection(+1)
+        logs.bind_session(session_id)
+        metrics.SOCKETS_OPEN.labels("forwarding").inc()
+        log.info("forwarding socket opened")
         self.bucket = TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
         self.warnings = 0
 
     async def disconnect(self, code):
         if self.session is not None:
             await self._count_connection(-1)
+            metrics.SOCKETS_OPEN.labels("forwarding").dec()
+            log.info("forwarding socket closed (code %s)", code)
 
     async def _count_connection(self, delta: int):
         # F() so that several processes serving one session's sockets never lose a count.
@@ -92,6 +102,7 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
             await self._error(error["code"], error["message"], error["seqs"])
 
     async def _error(self, code: str, message: str, seqs: list[int]):
+        metrics.EVENTS_REJECTED.labels(code).inc(len(seqs) or 1)
         await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message, "seqs": seqs}))
 
 
@@ -111,12 +122,14 @@ class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(feed.GROUP, self.channel_name)
         self.joined = True
+        metrics.SOCKETS_OPEN.labels("dashboard").inc()
         sessions = await database_sync_to_async(feed.snapshot)()
         await self.send(text_data=json.dumps({"type": "snapshot", "sessions": sessions}))
 
     async def disconnect(self, code):
         if self.joined:
             await self.channel_layer.group_discard(feed.GROUP, self.channel_name)
+            metrics.SOCKETS_OPEN.labels("dashboard").dec()
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the feed is one-way

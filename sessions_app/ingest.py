@@ -27,6 +27,8 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from operations import metrics
+
 from . import background, feed, lifecycle, rawsql, transcript, transcript_rows
 from .models import TRANSITIONS, AvatarSession, EventSource, SessionEvent
 
@@ -202,6 +204,7 @@ class _Writer:
         self.last_rebuild_at = -1e9  # loop time of the last rebuild
         self.outbox: list[dict] = []  # feed frames not broadcast yet, in order
         self.last_send_at = 0.0  # loop time of the last broadcast
+        self.acked_at = self.outbox_acked_at = 0.0  # wall time of the last ack, of the oldest one in the outbox
         self.sender: asyncio.Task | None = None
         self.next_rebuild_at = 0.0  # under load, loop time of the next rebuild of every dirty transcript
         self.arrivals: dict = {}  # session id → loop time of its last batch
@@ -311,6 +314,7 @@ class _Writer:
         """Queue a round's feed frames (built now, so each shows its round's session state) for the sender."""
         if not messages:
             return
+        self.outbox_acked_at = self.outbox_acked_at if self.outbox else self.acked_at
         self.outbox.extend(feed.feed_frames(messages))
         if self.sender is None or self.sender.done():
             self.sender = self.loop.create_task(self.send_feed(), context=background.detached_context())
@@ -322,9 +326,10 @@ class _Writer:
             wait = self.last_send_at + getattr(settings, "INGEST_FEED_PERIOD", FEED_PERIOD) - self.loop.time()
             if wait > 0 and self.busy(self.loop.time()):
                 await asyncio.sleep(wait)
-            frames, self.outbox = self.outbox, []
+            frames, self.outbox, acked_at = self.outbox, [], self.outbox_acked_at
             self.last_send_at = self.loop.time()
             await feed.group_send(frames)
+            metrics.FEED_LAG_SECONDS.observe(max(0.0, time.time() - acked_at))
 
     def take(self) -> list[_Batch]:
         """The waiting batches for one round: whole batches, up to FLUSH_MAX_EVENTS events."""
@@ -385,6 +390,7 @@ class _Writer:
         this_round = {b.session_id for b in batches}
 
         def committed() -> None:  # on the loop, while the database thread goes on
+            self.acked_at = time.time()
             for batch in batches:
                 if not batch.future.done():  # a closed socket's consumer may have stopped waiting
                     batch.future.set_result(None)
@@ -412,6 +418,7 @@ class _Writer:
                 self.inflight = {}
             return stored, None, lowest, busy, rebuilt, rebuild_failure
 
+        started = time.perf_counter()
         try:
             stored, failure, lowest, busy, rebuilt, rebuild_failure = await database_sync_to_async(work)()
         except BaseException:
@@ -419,6 +426,7 @@ class _Writer:
             self._redirty(self.inflight)
             self.inflight = {}
             raise
+        metrics.INGEST_ROUND_SECONDS.observe(time.perf_counter() - started)
         if failure is not None:
             log.warning(
                 "ingest of %d events from %d batches failed: %s",
@@ -557,8 +565,8 @@ def _statements() -> dict:
         # The events of sessions that exist (those the UPDATE returned), typed for their columns.
         built["touch_and_insert"] = (
             f"WITH touched AS ({touch}), stored AS (INSERT INTO {ops.quote_name(SessionEvent._meta.db_table)} ({event_columns}) SELECT * FROM (VALUES {{rows}})"  # noqa: E501
-            f" AS event ({event_columns}) WHERE {ops.quote_name(events[0].column)} IN (SELECT {ops.quote_name(meta.pk.column)} FROM touched) ON CONFLICT DO NOTHING)"  # noqa: E501
-            f" SELECT {columns} FROM touched"
+            f" AS event ({event_columns}) WHERE {ops.quote_name(events[0].column)} IN (SELECT {ops.quote_name(meta.pk.column)} FROM touched) ON CONFLICT DO NOTHING RETURNING 1)"  # noqa: E501
+            f" SELECT {columns}, (SELECT count(*) FROM stored) FROM touched"
         )
         built["typed_row"] = "({})".format(", ".join(f"%s::{f.db_type(connection)}" for f in events))
     _sql[connection.vendor] = built
@@ -584,6 +592,7 @@ def _touch_and_insert(by_session: dict, now: datetime) -> dict:
     ]
     placeholders = ", ".join(["%s"] * len(ids))
     rows = [(sid, item) for sid, items in by_session.items() for item in items]
+    inserted, offered = 0, len(rows)  # events stored, and those of sessions that exist (the rest are dupes)
     with connection.cursor() as cursor:
         if "touch_and_insert" in sql:
             first, rows = rows[:INSERT_CHUNK], rows[INSERT_CHUNK:]
@@ -591,16 +600,24 @@ def _touch_and_insert(by_session: dict, now: datetime) -> dict:
                 sql["touch_and_insert"].format(ids=placeholders, rows=", ".join([sql["typed_row"]] * len(first))),
                 params + _event_params(first, now),
             )
+            touched = cursor.fetchall()
+            inserted = touched[0][-1] if touched else 0  # the count of the WITH's INSERT ends each row
+            touched = [row[:-1] for row in touched]
         else:
             cursor.execute(sql["touch"].format(ids=placeholders), params)
+            touched = cursor.fetchall()
         sessions = {}
-        for values in rawsql.convert(cursor.fetchall(), sql["converters"]):
+        for values in rawsql.convert(touched, sql["converters"]):
             session = AvatarSession.from_db(connection.alias, sql["names"], values)
             sessions[session.pk] = session
+        offered -= sum(len(items) for sid, items in by_session.items() if sid not in sessions)
         rows = [(sid, item) for sid, item in rows if sid in sessions]
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             cursor.execute(sql["insert"].format(rows=", ".join([sql["row"]] * len(chunk))), _event_params(chunk, now))
+            inserted += cursor.rowcount
+    metrics.EVENTS_STORED.inc(inserted)
+    metrics.EVENTS_DUPLICATE.inc(offered - inserted)
     return sessions
 
 

@@ -17,6 +17,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from operations import metrics
+
 from . import background, feed, liveavatar, transcript
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
 from .transcript_rows import ENTRY_FIELDS, write_entries
@@ -240,6 +242,8 @@ async def reap_orphans(now: datetime | None = None) -> dict:
         except liveavatar.LiveAvatarError as exc:
             log.warning("could not reconcile session %s: %s", session.id, exc)
             counts["failed"] += 1
+    for action, count in counts.items():
+        metrics.REAPER_ACTIONS.labels(action).inc(count)
     return counts
 
 

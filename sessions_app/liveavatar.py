@@ -11,7 +11,8 @@ Every failure becomes one `LiveAvatarError`. Retries: calls that are safe to rep
 keep-alive, stop) are retried on network errors, timeouts, 429 and 5xx. Token minting and start
 are not idempotent (each mints a session or escrows credits), so they are retried only when the
 request certainly had no effect: a refused connection, or a 429. A 429 waits for `Retry-After`
-when that is short; a longer wait is not worth holding a visitor's page for, so it fails at once.
+(else `X-RateLimit-Reset`, the seconds left in LiveAvatar's one-second window) when that is short;
+a longer wait is not worth holding a visitor's page for, so it fails at once.
 
 The API key lives only in the request headers: never in logs, exceptions or reprs.
 
@@ -37,6 +38,8 @@ import weakref
 import httpx
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+from operations import failures, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +189,7 @@ def _error_message(response: httpx.Response) -> tuple[str, int | None]:
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
-        return None
+        return _rate_limit_reset(response) if response.status_code == 429 else None
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -195,6 +198,15 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def _rate_limit_reset(response: httpx.Response) -> float | None:
+    """X-RateLimit-Reset: the seconds left in the current window (a large number is a Unix time)."""
+    try:
+        value = float(response.headers.get("X-RateLimit-Reset", ""))
+    except ValueError:
+        return None
+    return max(0.0, value - time.time() if value > 10**9 else value)
 
 
 class LiveAvatarClient:
@@ -273,6 +285,10 @@ class LiveAvatarClient:
         """GET /v1/languages: [{language, code}]."""
         return await self._request("GET", "/v1/languages")
 
+    async def credits(self) -> dict:
+        """GET /v1/users/credits: {credits_left} (a decimal number as a string)."""
+        return await self._request("GET", "/v1/users/credits")
+
     # The one place that talks HTTP
 
     async def _request(
@@ -296,6 +312,7 @@ class LiveAvatarClient:
             error = await self._attempt(http, method, path, headers, json, params)
             if not isinstance(error, LiveAvatarError):
                 return error
+            await failures.record(method, path, error)
             delay = self._retry_delay(error, attempt, idempotent)
             if delay is None:
                 raise error
@@ -317,20 +334,25 @@ class LiveAvatarClient:
 
     async def _attempt(self, http, method, path, headers, json, params):
         """One HTTP exchange: the unwrapped data on success, else the LiveAvatarError (not raised)."""
+        started = time.perf_counter()
         try:
             response = await http.request(method, path, headers=headers, json=json, params=params)
         except httpx.TimeoutException as exc:
+            metrics.liveavatar_call(method, path, "timeout", time.perf_counter() - started, None)
             return LiveAvatarError(
                 f"LiveAvatar did not answer in time: {type(exc).__name__}",
                 kind="timeout",
                 sent=not isinstance(exc, httpx.ConnectTimeout),
             )
         except httpx.TransportError as exc:
+            metrics.liveavatar_call(method, path, "unreachable", time.perf_counter() - started, None)
             return LiveAvatarError(
                 f"LiveAvatar unreachable: {type(exc).__name__}",
                 kind="unavailable",
                 sent=not isinstance(exc, httpx.ConnectError),
             )
+        retry_after = None if response.is_success else _retry_after(response)
+        metrics.liveavatar_call(method, path, response.status_code, time.perf_counter() - started, retry_after)
         if response.is_success:
             if not response.content:
                 return None
@@ -354,7 +376,7 @@ class LiveAvatarClient:
             kind=_kind_for(response.status_code, message),
             status=response.status_code,
             code=code,
-            retry_after=_retry_after(response),
+            retry_after=retry_after,
         )
 
     def _retry_delay(self, error: LiveAvatarError, attempt: int, idempotent: bool) -> float | None:
@@ -379,12 +401,13 @@ def _transport(factory) -> httpx.AsyncBaseTransport:
     return (import_string(factory) if isinstance(factory, str) else factory)()
 
 
-def get_client() -> LiveAvatarClient:
+def get_client(**options) -> LiveAvatarClient:
     """The client for the configured backend: the real LiveAvatar, or the built-in emulator.
 
     The emulator gets its own key (settings.EMULATOR_API_KEY), so the real key only ever goes to
     LiveAvatar. The calls go through settings.LIVEAVATAR_TRANSPORT when it is set (the emulator in
-    process, a test's stand-in for LiveAvatar), else over the network.
+    process, a test's stand-in for LiveAvatar), else over the network. `options` (timeout,
+    max_retries) go to the client.
     """
     if not settings.LIVEAVATAR_EMULATOR:
         base_url, key = settings.LIVEAVATAR_API_URL, settings.LIVEAVATAR_API_KEY
@@ -393,4 +416,4 @@ def get_client() -> LiveAvatarClient:
     else:
         base_url, key = EMULATOR_BASE_URL, settings.EMULATOR_API_KEY
     transport = _transport(settings.LIVEAVATAR_TRANSPORT) if settings.LIVEAVATAR_TRANSPORT else None
-    return LiveAvatarClient(base_url, key, transport=transport)
+    return LiveAvatarClient(base_url, key, transport=transport, **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -10,6 +11,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
+
+from operations import metrics
 
 from . import credentials, liveavatar
 from .models import AvatarSession, SessionStatus
@@ -95,6 +98,7 @@ async def mint_session(
     client_address = (client_address or "")[:64]
     config = token_config(overrides)  # an invalid override fails before any query
     if await sync_to_async(_over_rate_limit)(visitor_key, client_address, created_via):
+        metrics.MINT_FAILURES.labels("visitor_rate_limit").inc()
         raise MintRateLimited()
     session = AvatarSession(
         config=config,
@@ -106,13 +110,16 @@ async def mint_session(
         client_address=client_address,
         created_via=created_via,
     )
+    started = time.perf_counter()
     try:
         token = await liveavatar.get_client().create_token(config)
     except liveavatar.LiveAvatarError as error:
+        metrics.MINT_FAILURES.labels(error.kind).inc()
         logger.warning("Minting a LiveAvatar token failed: %s", error)
         session.status, session.error, session.ended_at = SessionStatus.FAILED, error.visitor_message, timezone.now()
         await session.asave()
         raise MintError(session, error) from error
+    metrics.MINT_SECONDS.observe(time.perf_counter() - started)
     session.liveavatar_session_id = token["session_id"]
     await session.asave()
     return session, token["session_token"]

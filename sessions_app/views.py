@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
+from operations import logs, metrics
+
 from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
@@ -129,6 +131,7 @@ _beacon_buckets: dict[str, ingest.TokenBucket] = {}
 
 
 def _ingest_error(code: str, message: str, status: int) -> JsonResponse:
+    metrics.EVENTS_REJECTED.labels(code).inc()
     return JsonResponse({"error": code, "message": message}, status=status)
 
 
@@ -136,6 +139,7 @@ def _ingest_error(code: str, message: str, status: int) -> JsonResponse:
 @require_POST
 async def session_events(request, session_id):
     """The forwarding protocol over HTTP: navigator.sendBeacon on page close, and API clients."""
+    logs.bind_session(session_id)
     if not credentials.verify(request.GET.get("credential", ""), session_id):
         return _ingest_error("bad_credential", "Missing, expired or foreign credential.", 401)
     session = await AvatarSession.objects.filter(pk=session_id).afirst()
@@ -155,6 +159,7 @@ async def session_events(request, session_id):
         result = await ingest.store_batch(session, items)
     except ingest.IngestError as exc:
         return _ingest_error(exc.code, exc.message, exc.http_status)
+    metrics.rejected(result.errors)
     return JsonResponse({"acked": result.acked, "errors": result.errors})
 
 

@@ -17,6 +17,8 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.pagination import paginate
 from ninja.parser import Parser
 
+from operations import metrics
+
 from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
 from ..models import AvatarSession, TranscriptEntry
@@ -103,6 +105,7 @@ def on_http_error(request, exc: HttpError):
 @api.exception_handler(ingest.IngestError)
 def on_ingest_error(request, exc: ingest.IngestError):
     # The forwarding protocol's own codes (too_large, bad_envelope, server_busy...), as on the websocket.
+    metrics.EVENTS_REJECTED.labels(exc.code).inc()
     return error(request, exc.http_status, exc.message, exc.code)
 
 
@@ -263,6 +266,7 @@ def list_events(request, session_id: uuid.UUID):
 async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
     session = await aget_object_or_404(AvatarSession, pk=session_id)
     result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
+    metrics.rejected(result.errors)
     return {"acked": result.acked, "errors": result.errors}
 
 

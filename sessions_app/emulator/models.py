@@ -5,6 +5,7 @@ calls `end_if_due()`, and the room keeps a timer of its own. All of them are div
 settings.EMULATOR_SPEED so tests run fast.
 """
 
+import math
 import secrets
 import uuid
 from datetime import timedelta
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 SANDBOX_SECONDS = 60
 IDLE_SECONDS = 300
+CREDITS_PER_MINUTE = 2  # FULL mode; sandbox sessions are free
 
 
 class EmulatedSession(models.Model):
@@ -99,6 +101,14 @@ class EmulatedSession(models.Model):
         self.transcript.append(entry)
         self.save(update_fields=["transcript"])
 
+    @property
+    def credits_consumed(self) -> int:
+        """Credits this session used: every started minute of emulated time (the first one at start)."""
+        if self.is_sandbox or not self.started_at:
+            return 0
+        seconds = ((self.ended_at or timezone.now()) - self.started_at).total_seconds() * settings.EMULATOR_SPEED
+        return CREDITS_PER_MINUTE * max(1, math.ceil(seconds / 60))
+
     def to_entry(self) -> dict:
         """ListSessionEntrySchema, plus the historic fields once ended."""
         end = self.ended_at or timezone.now()
@@ -110,7 +120,7 @@ class EmulatedSession(models.Model):
             "source": "API",
             "mode": "FULL",
             "is_sandbox": self.is_sandbox,
-            "credits_consumed": 0,
+            "credits_consumed": self.credits_consumed,
         }
         if self.status == self.ENDED:
             entry.update(end_at=self.ended_at.isoformat(), end_reason=self.end_reason)

@@ -326,4 +326,5 @@ def languages(request):
 @endpoint("GET")
 def credits(request):
     _require_api_key(request)
-    return _ok({"credits_left": "1000.00"})
+    used = sum(session.credits_consumed for session in EmulatedSession.objects.exclude(started_at=None))
+    return _ok({"credits_left": f"{settings.EMULATOR_CREDITS - used:.2f}"})

@@ -2,6 +2,8 @@
 // starts or ends), live sessions from /ws/dashboard/.
 // Every text from a session goes in through textContent: transcripts are visitor input.
 
+import { watchAccount } from "./account.js";
+
 const data = JSON.parse(document.getElementById("dashboard-data").textContent);
 const SVG = "http://www.w3.org/2000/svg";
 const LIVE = new Set(["started", "active"]);  // as the server's FEED_STATUSES
@@ -189,3 +191,4 @@ function refreshFigures() {
 
 showFigures(data);
 connect();
+watchAccount(document.getElementById("account"), when);
