@@ -1,4 +1,11 @@
-"""What each event's payload holds: {"type", "timestamp", "data"} (documented in the README)."""
+"""What each event's payload holds: {"type", "timestamp", "data"} (documented in the README).
+
+Sessions and transcript entries have the REST API's shapes, serialised as the API serialises them.
+"""
+
+import json
+
+from ninja.responses import NinjaJSONEncoder
 
 from privacy.redaction import count_placeholders
 from sessions_app import transcript_rows
@@ -16,7 +23,7 @@ def build(event_type: str, session_id, occurred_at) -> dict:
         # Stored events the ingest has not folded into the transcript yet (under load it lags a moment).
         transcript_rows.rebuild({session_id: UP_TO_DATE})
     session = AvatarSession.objects.get(pk=session_id)
-    data = {"session": SessionOut.model_validate(session).model_dump(mode="json")}
+    data = {"session": SessionOut.model_validate(session).model_dump()}
     if event_type != "session.started":
         entries = list(session.transcript.all())
         if event_type == "session.ended":
@@ -24,6 +31,7 @@ def build(event_type: str, session_id, occurred_at) -> dict:
         data["metrics"] = {name: getattr(session, name) for name in METRICS} | {
             "duration_seconds": session.duration_seconds
         }
-        data["transcript"] = [TranscriptEntryOut.model_validate(e).model_dump(mode="json") for e in entries]
+        data["transcript"] = [TranscriptEntryOut.model_validate(e).model_dump() for e in entries]
         data["redactions"] = count_placeholders(text for e in entries for text in (e.text, e.intended_text))
-    return {"type": event_type, "timestamp": occurred_at.isoformat().replace("+00:00", "Z"), "data": data}
+    payload = {"type": event_type, "timestamp": occurred_at, "data": data}
+    return json.loads(json.dumps(payload, cls=NinjaJSONEncoder))
