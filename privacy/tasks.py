@@ -6,7 +6,7 @@ from datetime import timedelta
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
-from django.tasks import task
+from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -37,18 +37,25 @@ def count_redactions(session_id: str) -> dict:
 
 @task
 def purge_expired_sessions() -> int:
-    """Delete the sessions past their retention period, here (rows, events, transcript entries,
-    webhook deliveries) and at LiveAvatar; returns how many. Queues the next purge first, so that a
-    purge killed midway still has its successor."""
+    """The periodic purge (`purge`). Queues the next one first, so that a purge killed midway still
+    has its successor."""
     schedule_purge(after=settings.RETENTION_PURGE_INTERVAL_SECONDS)
+    return purge(timezone.now())
+
+
+def purge(now) -> int:
+    """Delete the sessions past their retention period at `now`, here (rows, events, transcript
+    entries, webhook deliveries, all by cascade) and at LiveAvatar; how many. Live sessions wait
+    for their end."""
     if settings.RETENTION_DAYS is None:
         return 0
-    now = timezone.now()
     due = AvatarSession.objects.filter(created_at__lt=now - timedelta(days=settings.RETENTION_DAYS)).exclude(
         status__in=LIVE_STATUSES
     )
     purged = 0
-    for session in due.iterator():
+    # A list, not an iterator: a LiveAvatar call through the emulator in process ends with Django
+    # closing this thread's connection, and an open cursor with it.
+    for session in list(due):
         if purge_at(session) > now:
             continue
         if session.liveavatar_session_id:
@@ -76,7 +83,9 @@ async def _forget_at_liveavatar(liveavatar_session_id: str) -> None:
 def schedule_purge(after: float = 0) -> bool:
     """Queue a purge in `after` seconds unless one is already waiting; True when queued."""
     with transaction.atomic():
-        waiting = DBTaskResult.objects.ready().filter(task_path=purge_expired_sessions.module_path)
+        waiting = DBTaskResult.objects.filter(
+            status=TaskResultStatus.READY, task_path=purge_expired_sessions.module_path
+        )
         if waiting.exists():
             return False
         purge_expired_sessions.using(run_after=timezone.now() + timedelta(seconds=after)).enqueue()
