@@ -64,7 +64,12 @@ banner:
 	@if [ -n "$$LIVEAVATAR_API_KEY" ]; then mode="real service"; else mode="built-in emulator"; fi; \
 	echo "Serving on http://$(HOST):$(PORT)/ (LiveAvatar: $$mode). Press Ctrl+C to stop."
 
+# Daphne and the task worker (webhook deliveries, the retention purge) in one command: when Daphne
+# stops (Ctrl+C), the worker is stopped too.
 run: migrate static banner
+	@$(PY) manage.py schedule_purge; \
+	$(PY) manage.py db_worker --queue-name='*' --no-reload --verbosity=0 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(VENV)/bin/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=1024 avatar_site.asgi:application
 
 # Start PostgreSQL and Redis when they are installed but down (CI machines start them already).

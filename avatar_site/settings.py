@@ -77,6 +77,9 @@ INSTALLED_APPS = [
     "ninja",
     "sessions_app",
     "operations",
+    "django_tasks_db",
+    "privacy",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -324,6 +327,32 @@ LIVEAVATAR_CREDITS_WARNING = envint("LIVEAVATAR_CREDITS_WARNING", 100)
 LIVEAVATAR_RUN_OUT_WARNING_HOURS = envint("LIVEAVATAR_RUN_OUT_WARNING_HOURS", 24)
 # The emulated account's credits before its sessions use any (2 a minute, as LiveAvatar's FULL mode).
 EMULATOR_CREDITS = envfloat("EMULATOR_CREDITS", 1000.0)
+# Background tasks (webhook deliveries, the retention purge): Django's tasks framework, stored in the
+# database so they survive restarts; `manage.py db_worker` runs them (make run starts one).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# Privacy: personal data replaced before any text is stored (privacy/redaction.py). Phone numbers
+# written without + are read as numbers of REDACTION_REGION (ISO country code).
+REDACTION_ENABLED = envbool("REDACTION_ENABLED", True)
+REDACTION_KINDS = envlist("REDACTION_KINDS", "email,phone,card,iban")
+REDACTION_REGION = os.environ.get("REDACTION_REGION", "US").upper()
+# Retention: sessions older than this many days are purged with everything stored of them, here and
+# at LiveAvatar. "forever" (the default) keeps them.
+_retention = os.environ.get("RETENTION_DAYS", "forever").strip().lower()
+RETENTION_DAYS = None if _retention in ("", "forever") else envint("RETENTION_DAYS", 0)
+if RETENTION_DAYS is not None and RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"RETENTION_DAYS must be a number of days (1 or more) or forever, not {_retention!r}")
+RETENTION_PURGE_INTERVAL_SECONDS = envint("RETENTION_PURGE_INTERVAL_SECONDS", 3600)
+
+# Webhooks: each attempt waits this long for an answer; a failed delivery is tried again after each
+# delay in turn (seconds, over about a day), and an endpoint is disabled after this many failed
+# attempts in a row.
+WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+WEBHOOK_RETRY_DELAYS = [float(d) for d in envlist("WEBHOOK_RETRY_DELAYS", "5,300,1800,7200,18000,36000,36000")]
+WEBHOOK_DISABLE_AFTER_FAILURES = envint("WEBHOOK_DISABLE_AFTER_FAILURES", 15)
+# What follows a session's end (session.ended, redaction counts) waits this long for its last events
+# and its transcript to settle.
+SESSION_SETTLE_SECONDS = envfloat("SESSION_SETTLE_SECONDS", 2.0)
 
 if LIVEAVATAR_EMULATOR:
     INSTALLED_APPS.append("sessions_app.emulator")

@@ -15,6 +15,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.utils import timezone
 
+from privacy.models import purge_at
+
 from . import lifecycle
 from .exports import as_text
 from .liveavatar import LiveAvatarError
@@ -47,6 +49,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         "median_latency_ms",
         "interruption_count",
         "end_reason",
+        "purge_on",
     ]
     list_filter = ["status", ("created_at", admin.DateFieldListFilter), "avatar_id", "created_via"]
     search_fields = ["transcript__text", "=id", "=liveavatar_session_id", "end_reason"]
@@ -57,6 +60,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         (None, {"fields": ["id", "liveavatar_session_id", "status", "end_reason", "error"]}),
         ("Times", {"fields": ["created_at", "started_at", "ended_at", "last_event_at", "reconciled_at"]}),
         ("Metrics", {"fields": ["turn_count", "median_latency_ms", "avatar_speaking_ms", "interruption_count"]}),
+        ("Privacy", {"fields": ["purge_on", "redacted"]}),
         (
             "Configuration",
             {
@@ -83,6 +87,18 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     @admin.display(description="Session", ordering="id")
     def short_id(self, session):
         return str(session.id)[:8]
+
+    @admin.display(description="Purged on")
+    def purge_on(self, session):
+        when = purge_at(session)
+        return "Kept forever" if when is None else when
+
+    @admin.display(description="Redacted in the transcript")
+    def redacted(self, session):
+        counts = getattr(getattr(session, "redactions", None), "counts", None)
+        if counts is None:
+            return "Counted when the session ends"
+        return ", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items())) or "Nothing"
 
     @admin.display(description="Duration")
     def duration(self, session):

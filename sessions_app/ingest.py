@@ -28,6 +28,7 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from operations import metrics
+from privacy.redaction import redact_items
 
 from . import background, feed, lifecycle, rawsql, transcript, transcript_rows
 from .models import TRANSITIONS, AvatarSession, EventSource, SessionEvent
@@ -137,6 +138,7 @@ async def store_batch(session: AvatarSession, events: list) -> IngestResult:
             )
     if not valid:
         return result
+    redact_items(session, valid)  # before anything of them is stored, here or downstream
     await _writer().store(session.pk, valid)
     result.acked = [item["seq"] for item in valid]
     return result

@@ -18,8 +18,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from operations import metrics
+from privacy.redaction import policy_for, redact
 
-from . import background, feed, liveavatar, transcript
+from . import background, feed, liveavatar, signals, transcript
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
 from .transcript_rows import ENTRY_FIELDS, write_entries
 
@@ -54,13 +55,14 @@ def transition(session: AvatarSession, status: str, at: datetime, reason: str = 
     if status not in TRANSITIONS[session.status]:
         log.info("session %s: ignored %s → %s (%s)", session.id, session.status, status, reason or "no reason")
         return False
-    session.status = status
+    previous, session.status = session.status, status
     if status in (SessionStatus.STARTED, SessionStatus.ACTIVE):
         session.started_at = session.started_at or at
     else:
         session.ended_at = at
         session.end_reason = reason
         session.error = error or session.error
+    signals.status_changed.send(sender=AvatarSession, session=session, previous=previous)
     return True
 
 
@@ -136,8 +138,11 @@ def add_missing_utterances(session_id, utterances: list[dict]) -> tuple[int, lis
         merged = [_as_dict(e) for e in session.transcript.all()]
         matched = [False] * len(merged)  # each forwarded entry accounts for one LiveAvatar utterance
         anchor, added = -1, 0
+        policy = policy_for(session)
         for utterance in utterances:
-            speaker, words = utterance.get("role"), transcript.normalized(utterance.get("transcript") or "")
+            # Redacted as ours were, both to compare them and before storing any.
+            said = redact((utterance.get("transcript") or "").strip(), policy)[0]
+            speaker, words = utterance.get("role"), transcript.normalized(said)
             if speaker not in Speaker.values or not words:
                 continue
             same = next(
@@ -159,7 +164,7 @@ def add_missing_utterances(session_id, utterances: list[dict]) -> tuple[int, lis
                 {
                     **dict.fromkeys(ENTRY_FIELDS),
                     "speaker": speaker,
-                    "text": utterance["transcript"].strip(),
+                    "text": said,
                     "intended_text": "",
                     "started_at": at,
                     "interrupted": False,
@@ -173,6 +178,7 @@ def add_missing_utterances(session_id, utterances: list[dict]) -> tuple[int, lis
         changed = []
         if added:
             changed = write_entries(session, merged)
+            signals.transcript_reconciled.send(sender=AvatarSession, session=session)
         session.reconciled_at = timezone.now()
         session.save()
     return added, changed

@@ -266,6 +266,10 @@ class LiveAvatarClient:
         params = {"start_timestamp": start_timestamp} if start_timestamp is not None else None
         return await self._request("GET", f"/v1/sessions/{session_id}/transcript", params=params)
 
+    async def delete_events(self, session_id: str) -> None:
+        """DELETE /v1/sessions/{id}/events: LiveAvatar forgets what it stored of the session (its transcript)."""
+        await self._request("DELETE", f"/v1/sessions/{session_id}/events")
+
     # Account resources
 
     async def list_avatars(self, public: bool = False, page: int = 1, page_size: int = 20) -> dict:

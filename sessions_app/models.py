@@ -179,7 +179,7 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """A key for the REST API. Only its SHA-256 is stored; the key is shown once, at creation."""
 
-    SCOPES = ("sessions:read", "sessions:write")
+    SCOPES = ("sessions:read", "sessions:write", "webhooks:write")
 
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, db_index=True, editable=False)

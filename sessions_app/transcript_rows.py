@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from privacy.redaction import redact_entry
+
 from . import feed, rawsql, transcript
 from .models import AvatarSession, SessionEvent, TranscriptEntry, TranscriptOrigin
 
@@ -232,7 +234,7 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
         entries, checkpoint = built
         for entry in entries:
             values = {
-                **entry,
+                **redact_entry(session, entry),
                 "started_at": _at(entry["started_at"]),
                 "ended_at": _at(entry["ended_at"]),
                 "origin": TranscriptOrigin.BROWSER,
@@ -345,6 +347,7 @@ def write_entries(session: AvatarSession, entries: list[dict]) -> list[Transcrip
     Call inside a transaction holding the session's row lock.
     """
     latest = datetime.max.replace(tzinfo=UTC)
+    entries = [redact_entry(session, entry) for entry in entries]
     entries = sorted(entries, key=lambda e: e["started_at"] or latest)  # stable: equal times keep their order
     current = {row.position: row for row in session.transcript.all()}
     created, updated = [], []

@@ -11,6 +11,7 @@ urlpatterns = [
     path("v1/sessions", views.list_sessions),
     path("v1/sessions/<str:session_id>", views.session_detail),
     path("v1/sessions/<str:session_id>/transcript", views.transcript),
+    path("v1/sessions/<str:session_id>/events", views.delete_events),
     path("v1/avatars", views.avatars),
     path("v1/avatars/public", views.public_avatars),
     path("v1/voices", views.voices),

@@ -282,6 +282,16 @@ def transcript(request, session_id):
     return _ok(data)
 
 
+@endpoint("DELETE")
+def delete_events(request, session_id):
+    """Hard-delete what the service stored of a session: here, its transcript."""
+    _require_api_key(request)
+    session = _session_by_id(session_id)
+    session.transcript = []
+    session.save(update_fields=["transcript"])
+    return _ok()
+
+
 # Account resources
 
 
