@@ -315,6 +315,10 @@ ORPHAN_GRACE_SECONDS = envint("ORPHAN_GRACE_SECONDS", 120)
 TOKEN_EXPIRY_SECONDS = envint("TOKEN_EXPIRY_SECONDS", 3600)
 # How often the in-process reaper (make run) looks; 0 turns it off.
 REAPER_INTERVAL_SECONDS = envint("REAPER_INTERVAL_SECONDS", 30)
+# An expired token's row (a visit that never started a conversation) is deleted this long after it expired.
+PURGE_EXPIRED_AFTER_SECONDS = envint("PURGE_EXPIRED_AFTER_SECONDS", 86400)
+# An event whose page clock (ts) is further than this from the server's is stored flagged.
+CLOCK_SKEW_SECONDS = envint("CLOCK_SKEW_SECONDS", 300)
 
 # REST API
 API_THROTTLE_PER_MINUTE = envint("API_THROTTLE_PER_MINUTE", 120)

@@ -20,7 +20,7 @@ from privacy.models import purge_at
 from . import lifecycle
 from .exports import as_text
 from .liveavatar import LiveAvatarError
-from .models import LIVE_STATUSES, ApiKey, AvatarSession
+from .models import LIVE_STATUSES, ApiKey, AvatarSession, EndReason
 
 # The event timeline on a session page stops here; the JSON export has them all.
 TIMELINE_LIMIT = 2000
@@ -232,7 +232,9 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         ended = 0
         for session in queryset.filter(status__in=LIVE_STATUSES):
             try:
-                async_to_sync(lifecycle.stop_session)(session, "USER_CLOSED")
+                async_to_sync(lifecycle.stop_session)(
+                    session, "USER_CLOSED", EndReason.STAFF_ENDED, ended_by=f"staff:{request.user.get_username()}"
+                )
                 ended += 1
             except LiveAvatarError as exc:
                 self.message_user(request, f"Session {session.id} could not be stopped: {exc}", messages.ERROR)

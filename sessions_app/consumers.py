@@ -12,9 +12,16 @@ from django.db.models import F
 
 from operations import logs, metrics
 
-from . import close_codes, credentials, feed
+from . import close_codes, credentials, feed, lifecycle
 from .ingest import IngestError, TokenBucket, parse_message, store_batch
-from .models import AvatarSession
+from .models import LIVE_STATUSES, AvatarSession, SessionStatus
+
+
+def _ends(item: dict) -> bool:
+    """A stored event that may end the session (the page's, or LiveAvatar's forwarded)."""
+    target = lifecycle.target_of(item)
+    return target is not None and target[0] not in (SessionStatus.STARTED, SessionStatus.ACTIVE)
+
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,7 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     # and no receive pending on the layer for every open page.
     channel_layer_alias = None
     session: AvatarSession | None = None
+    told_end = False
 
     async def connect(self):
         # Accept first: a close before accept becomes an HTTP 403 and the page would never see our code.
@@ -97,9 +105,26 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
             await self._error(exc.code, exc.message, seqs)
             return
         if result.acked:
+            acked = set(result.acked)
+            if not self.told_end and any(_ends(i) for i in items if isinstance(i, dict) and i.get("seq") in acked):
+                await self._tell_end()
             await self.send(text_data=json.dumps({"type": "ack", "seqs": result.acked}))
         for error in result.errors:
             await self._error(error["code"], error["message"], error["seqs"])
+
+    async def _tell_end(self):
+        """Once the session has ended, tell the page why, in what we stored (a staff member or the
+        server may have stopped it; LiveAvatar's own event says only what LiveAvatar was told).
+        Sent before the ack, so a page that closes once all is acked has heard it."""
+        ended = (
+            await AvatarSession.objects.filter(pk=self.session.pk)
+            .exclude(status__in=LIVE_STATUSES)
+            .values("status", "end_reason")
+            .afirst()
+        )
+        if ended:
+            self.told_end = True
+            await self.send(text_data=json.dumps({"type": "session.ended", **ended}))
 
     async def _error(self, code: str, message: str, seqs: list[int]):
         metrics.EVENTS_REJECTED.labels(code).inc(len(seqs) or 1)

@@ -22,9 +22,7 @@ def _percentile(values: list[int], pct: float) -> int | None:
 
 
 def _period(start: datetime, end: datetime) -> dict:
-    sessions = AvatarSession.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
-        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED)
-    )
+    sessions = AvatarSession.objects.conversations().filter(created_at__gte=start, created_at__lt=end)
     rows = list(sessions.values_list("status", "end_reason", "started_at", "ended_at", "interruption_count"))
     latencies = list(
         TranscriptEntry.objects.filter(session__in=sessions, latency_ms__isnull=False).values_list(
@@ -52,9 +50,7 @@ def figures(now: datetime | None = None) -> dict:
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week_start = today - timedelta(days=6)
     created = (
-        AvatarSession.objects.filter(created_at__gte=week_start)
-        .exclude(status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED))
-        .values_list("created_at", flat=True)
+        AvatarSession.objects.conversations().filter(created_at__gte=week_start).values_list("created_at", flat=True)
     )
     counts = {}
     for moment in created:
@@ -66,4 +62,4 @@ def figures(now: datetime | None = None) -> dict:
 
 
 def recent_sessions(limit: int = 20) -> list[dict]:
-    return [session_dict(s) for s in AvatarSession.objects.exclude(status=SessionStatus.CREATED)[:limit]]
+    return [session_dict(s) for s in AvatarSession.objects.conversations()[:limit]]

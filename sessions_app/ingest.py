@@ -525,13 +525,23 @@ def _store(batches: list[tuple[object, list[dict]]]) -> dict:
             locked = AvatarSession.objects.select_for_update().only(*SESSION_FIELDS).in_bulk(moving)
             for sid in moving:
                 session = sessions[sid] = locked[sid]
-                lifecycle.apply_events(session, by_session[sid])
+                lifecycle.apply_events(session, by_session[sid], now)
                 session.save(update_fields=LIFECYCLE_FIELDS)
     return sessions
 
 
 INSERT_CHUNK = 500  # rows a statement: 4,000 parameters, under SQLite's and PostgreSQL's limits
-EVENT_FIELDS = ["session", "seq", "event_id", "event_type", "source", "payload", "client_ts", "received_at"]
+EVENT_FIELDS = [
+    "session",
+    "seq",
+    "event_id",
+    "event_type",
+    "source",
+    "payload",
+    "client_ts",
+    "received_at",
+    "clock_skewed",
+]
 _sql: dict = {}  # connection vendor → the statements of _touch_and_insert, built once
 
 
@@ -628,9 +638,12 @@ def _event_params(rows: list[tuple[object, dict]], now: datetime) -> list:
     ops = connection.ops
     received = ops.adapt_datetimefield_value(now)
     session_field = SessionEvent._meta.get_field("session")
+    # The page's clock is kept as it is; one far from the server's is flagged, not corrected.
+    server_ms, skew_ms = now.timestamp() * 1000, settings.CLOCK_SKEW_SECONDS * 1000
     params = []
     for sid, item in rows:
         event = item["event"]
+        ts = item.get("ts")
         params += [
             session_field.get_db_prep_save(sid, connection),
             item["seq"],
@@ -638,10 +651,9 @@ def _event_params(rows: list[tuple[object, dict]], now: datetime) -> list:
             event["event_type"],
             item["source"],
             json.dumps(event),
-            ops.adapt_datetimefield_value(datetime.fromtimestamp(item["ts"] / 1000, tz=UTC))
-            if item.get("ts")
-            else None,
+            ops.adapt_datetimefield_value(datetime.fromtimestamp(ts / 1000, tz=UTC)) if ts else None,
             received,
+            bool(ts) and abs(ts - server_ms) > skew_ms,
         ]
     return params
 

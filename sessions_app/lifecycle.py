@@ -21,14 +21,21 @@ from operations import metrics
 from privacy.redaction import policy_for, redact
 
 from . import background, feed, liveavatar, signals, transcript
-from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
+from .models import (
+    LIVE_STATUSES,
+    TRANSITIONS,
+    AvatarSession,
+    EndReason,
+    SessionStatus,
+    Speaker,
+    TranscriptEntry,
+    TranscriptOrigin,
+)
 from .transcript_rows import ENTRY_FIELDS, write_entries
 
 log = logging.getLogger(__name__)
 
 ACTIVE_CLIENT_EVENTS = {"client.connected", "client.participants_ready", "client.media_ready"}
-ORPHANED = "ORPHANED"  # our end reason for a session whose browser vanished
-START_FAILED = "START_FAILED"  # our end reason for a page that could not start the session
 
 
 def target_of(item: dict) -> tuple[str, str, str] | None:
@@ -38,9 +45,9 @@ def target_of(item: dict) -> tuple[str, str, str] | None:
     if kind in ("session.stopped", "session_stopped"):
         return SessionStatus.ENDED, str(event.get("end_reason") or event.get("stop_reason") or "UNKNOWN"), ""
     if kind == "client.stopped":
-        return SessionStatus.ENDED, str(event.get("reason") or "USER_CLOSED"), ""
+        return SessionStatus.ENDED, str(event.get("reason") or EndReason.USER_CLOSED), ""
     if kind == "client.error" and event.get("stage") == "start":
-        return SessionStatus.FAILED, START_FAILED, str(event.get("message") or "")[:1000]
+        return SessionStatus.FAILED, EndReason.START_FAILED, str(event.get("message") or "")[:1000]
     if kind == "client.started":
         return SessionStatus.STARTED, "", ""
     if kind in ACTIVE_CLIENT_EVENTS or item["source"] == "server":
@@ -60,23 +67,34 @@ def transition(session: AvatarSession, status: str, at: datetime, reason: str = 
         session.started_at = session.started_at or at
     else:
         session.ended_at = at
-        session.end_reason = reason
+        # A reason claimed by whoever is stopping it (stop_session) wins over the stop's own echo.
+        session.end_reason = session.end_reason or reason
         session.error = error or session.error
     signals.status_changed.send(sender=AvatarSession, session=session, previous=previous)
     return True
 
 
-def apply_events(session: AvatarSession, items: list[dict]) -> None:
-    """Apply newly stored events (in seq order) to the unsaved session."""
+def apply_events(session: AvatarSession, items: list[dict], received_at: datetime) -> None:
+    """Apply newly stored events (in seq order) to the unsaved session.
+
+    Times come from the server's clock when the events arrived, never from the page's `ts`.
+    """
     for item in sorted(items, key=lambda i: i["seq"]):
         target = target_of(item)
         if target:
-            transition(session, target[0], _event_time(item), *target[1:])
+            transition(session, target[0], received_at, *target[1:])
 
 
-def _event_time(item: dict) -> datetime:
-    ts = item.get("ts")
-    return datetime.fromtimestamp(ts / 1000, tz=UTC) if ts else timezone.now()
+def _claim_end(session_id, end_reason: str, ended_by: str) -> None:
+    AvatarSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(
+        end_reason=end_reason, ended_by=ended_by
+    )
+
+
+def _drop_claim(session_id, end_reason: str) -> None:
+    AvatarSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES, end_reason=end_reason).update(
+        end_reason="", ended_by=""
+    )
 
 
 def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSession:
@@ -88,20 +106,27 @@ def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSe
 
 
 async def stop_session(
-    session: AvatarSession, reason: str = "USER_CLOSED", end_reason: str | None = None
+    session: AvatarSession, reason: str = "USER_CLOSED", end_reason: str | None = None, *, ended_by: str = ""
 ) -> AvatarSession:
     """Stop the session at LiveAvatar (API key + session id) and mark it ended.
 
     `reason` is what LiveAvatar is told (SessionEndReasonEnum); `end_reason` what we store, when it
-    says more (e.g. ORPHANED). A 404 means LiveAvatar has already let it go, which is what we want.
+    says more (an EndReason: STAFF_ENDED, ORPHANED, BUDGET_EXCEEDED...); `ended_by` who asked
+    ("staff:<username>", "api_key:<name>"). A 404 means LiveAvatar has already let it go, which is
+    what we want. The page hears the reason when it forwards the stop's events (consumers).
     """
+    stored_reason = end_reason or reason
+    # Claimed before LiveAvatar is asked: the page may forward LiveAvatar's session.stopped (which
+    # says only what LiveAvatar was told) before the stop call returns.
+    await database_sync_to_async(_claim_end)(session.pk, stored_reason, ended_by)
     if session.liveavatar_session_id:
         try:
             await liveavatar.get_client().stop(session_id=session.liveavatar_session_id, reason=reason)
         except liveavatar.LiveAvatarError as exc:
             if exc.status != 404:
+                await database_sync_to_async(_drop_claim)(session.pk, stored_reason)
                 raise
-    session = await database_sync_to_async(_end)(session.pk, end_reason or reason)
+    session = await database_sync_to_async(_end)(session.pk, stored_reason)
     await feed.broadcast(session)
     return session
 
@@ -224,23 +249,35 @@ def _due(now: datetime) -> tuple[list, list, list]:
     return orphans, expired, unreconciled
 
 
+def _purge(now: datetime) -> int:
+    """Delete visits that never became a conversation, a day (PURGE_EXPIRED_AFTER_SECONDS) after they
+    expired: they are no evidence of anything but a page view."""
+    cutoff = now - timedelta(seconds=settings.PURGE_EXPIRED_AFTER_SECONDS)
+    _, deleted = AvatarSession.objects.filter(status=SessionStatus.EXPIRED, ended_at__lt=cutoff).delete()
+    return deleted.get(AvatarSession._meta.label, 0)
+
+
 async def reap_orphans(now: datetime | None = None) -> dict:
-    """One pass: stop orphans, expire tokens never started, reconcile ended sessions.
+    """One pass: stop orphans, expire tokens never started, purge them a day later, reconcile ended
+    sessions.
 
     Each session is handled on its own: LiveAvatar failing for one leaves it for the next pass.
     """
-    orphans, expired, unreconciled = await database_sync_to_async(_due)(now or timezone.now())
-    counts = {"orphaned": 0, "expired": 0, "reconciled": 0, "failed": 0}
+    now = now or timezone.now()
+    orphans, expired, unreconciled = await database_sync_to_async(_due)(now)
+    counts = {"orphaned": 0, "expired": 0, "purged": 0, "reconciled": 0, "failed": 0}
     for session in orphans:
         try:
-            unreconciled.append(await stop_session(session, reason="USER_DISCONNECTED", end_reason=ORPHANED))
+            unreconciled.append(await stop_session(session, reason="USER_DISCONNECTED", end_reason=EndReason.ORPHANED))
             counts["orphaned"] += 1
         except liveavatar.LiveAvatarError as exc:
             log.warning("could not stop orphaned session %s: %s", session.id, exc)
             counts["failed"] += 1
     for session in expired:
-        await feed.broadcast(await database_sync_to_async(_end)(session.pk, "", SessionStatus.EXPIRED))
+        # Not broadcast: a visit that never started is on no staff screen.
+        await database_sync_to_async(_end)(session.pk, "", SessionStatus.EXPIRED)
         counts["expired"] += 1
+    counts["purged"] = await database_sync_to_async(_purge)(now)
     for session in unreconciled:
         try:
             await reconcile(session)

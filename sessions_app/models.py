@@ -33,6 +33,27 @@ TRANSITIONS = {
     SessionStatus.EXPIRED: set(),
 }
 LIVE_STATUSES = (SessionStatus.CREATED, SessionStatus.STARTED, SessionStatus.ACTIVE)
+# A visit whose token nobody started: no conversation, on no staff screen and in no figure by default.
+NEVER_STARTED = (SessionStatus.CREATED, SessionStatus.EXPIRED)
+
+
+class EndReason(models.TextChoices):
+    """Why a session ended, as we record it. LiveAvatar's own reasons (SessionEndReasonEnum, e.g.
+    MAX_DURATION_REACHED, IDLE_TIMEOUT) are stored as they come, beside these."""
+
+    USER_CLOSED = "USER_CLOSED", "Visitor ended it"
+    STAFF_ENDED = "STAFF_ENDED", "Staff ended it"
+    API_ENDED = "API_ENDED", "Ended through the API"
+    ORPHANED = "ORPHANED", "Visitor's page went away"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED", "Budget used up"
+    MAX_DURATION = "MAX_DURATION", "Time limit reached"
+    START_FAILED = "START_FAILED", "Could not start"
+
+
+class AvatarSessionQuerySet(models.QuerySet):
+    def conversations(self):
+        """Sessions somebody started (or tried to): not the visits that only minted a token."""
+        return self.exclude(status__in=NEVER_STARTED)
 
 
 class AvatarSession(models.Model):
@@ -42,7 +63,9 @@ class AvatarSession(models.Model):
     liveavatar_session_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # Indexed by (status, last_event_at) in Meta.indexes.
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED)
-    end_reason = models.CharField(max_length=64, blank=True)
+    end_reason = models.CharField(max_length=64, blank=True, help_text="An EndReason, or LiveAvatar's own reason.")
+    # Who ended it, when a person or a key did: "staff:<username>", "api_key:<name>"; empty otherwise.
+    ended_by = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True, help_text="Why minting or the session failed, in plain words.")
     # The token configuration sent to LiveAvatar (never the API key).
     config = models.JSONField(default=dict, blank=True)
@@ -74,6 +97,8 @@ class AvatarSession(models.Model):
     # `transcript_position` entries for good (0: build from the first event).
     transcript_seq = models.PositiveIntegerField(default=0, editable=False)
     transcript_position = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = AvatarSessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -115,8 +140,11 @@ class SessionEvent(models.Model):
     event_type = models.CharField(max_length=96, db_index=True)
     source = models.CharField(max_length=16, choices=EventSource.choices)
     payload = models.JSONField()
-    client_ts = models.DateTimeField(null=True, blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
+    client_ts = models.DateTimeField(null=True, blank=True, help_text="The page's clock (its ts).")
+    received_at = models.DateTimeField(default=timezone.now, help_text="The server's clock: what times the session.")
+    clock_skewed = models.BooleanField(
+        default=False, help_text="The page's clock was more than CLOCK_SKEW_SECONDS away from the server's."
+    )
 
     class Meta:
         ordering = ["session", "seq"]

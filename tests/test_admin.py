@@ -77,11 +77,11 @@ def test_text_export_reads_as_a_conversation(admin_client):
     assert "User: What are your hours?\nAvatar: We're open nine to five, [interrupted]" in text
 
 
-def test_end_live_session_stops_it(admin_client):
+def test_end_live_session_stops_it_and_records_the_staff_member(admin_client):
     session = AvatarSession.objects.create(status=SessionStatus.ACTIVE, started_at=timezone.now())
     export(admin_client, "end_live_session", session)
     session.refresh_from_db()
-    assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
+    assert (session.status, session.end_reason, session.ended_by) == (SessionStatus.ENDED, "STAFF_ENDED", "staff:admin")
 
 
 def test_deleting_a_session_deletes_its_events_and_transcript(admin_client):

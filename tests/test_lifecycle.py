@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from avatar_site.asgi import application
 from sessions_app import ingest, lifecycle, liveavatar, minting
-from sessions_app.models import AvatarSession, SessionStatus, TranscriptOrigin
+from sessions_app.models import AvatarSession, EndReason, SessionStatus, TranscriptOrigin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,7 +146,7 @@ async def test_the_reaper_stops_orphans_at_liveavatar_and_leaves_live_pages_alon
 
     assert counts["orphaned"] == 2
     orphan = await AvatarSession.objects.aget(pk=orphan.pk)
-    assert (orphan.status, orphan.end_reason) == (SessionStatus.ENDED, lifecycle.ORPHANED)
+    assert (orphan.status, orphan.end_reason) == (SessionStatus.ENDED, EndReason.ORPHANED)
     remote = await liveavatar.get_client().get_session(orphan.liveavatar_session_id)
     assert remote["end_reason"] == "USER_DISCONNECTED"
     assert orphan.reconciled_at is not None
@@ -189,4 +189,4 @@ def test_the_server_reaps_on_its_own_when_the_reaper_is_on(make_daphne_server):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and AvatarSession.objects.get(pk=orphan.pk).status != SessionStatus.ENDED:
         time.sleep(0.2)
-    assert AvatarSession.objects.get(pk=orphan.pk).end_reason == lifecycle.ORPHANED
+    assert AvatarSession.objects.get(pk=orphan.pk).end_reason == EndReason.ORPHANED

@@ -48,8 +48,11 @@ def forwarding(server, session_id):
 
 
 def send(socket, items) -> dict:
+    """The server's answer to `items`; a session.ended notice the server sends first is passed over."""
     socket.send(json.dumps({"type": "events", "events": items}))
-    return json.loads(socket.recv(timeout=10))
+    while (reply := json.loads(socket.recv(timeout=10)))["type"] == "session.ended":
+        pass
+    return reply
 
 
 def page_config(server) -> dict:

@@ -87,7 +87,7 @@ def test_it_delivers_a_rest_conversation_signed_with_the_stored_redacted_transcr
     assert receiver.types() == ["session.started", "session.ended"]
     started, ended = (payload for _, payload in receiver.received)
     assert started["data"]["session"]["id"] == ended["data"]["session"]["id"] == session_id
-    assert ended["data"]["end_reason"] == "USER_CLOSED"
+    assert ended["data"]["end_reason"] == "API_ENDED"  # stopped over REST
     assert ended["data"]["metrics"]["turn_count"] == 2
     stored = api("get", f"/sessions/{session_id}/transcript").json()["entries"]
     assert ended["data"]["transcript"] == stored

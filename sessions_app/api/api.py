@@ -21,8 +21,8 @@ from operations import metrics
 
 from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
-from ..models import AvatarSession, TranscriptEntry
-from .auth import READ, WRITE, caller, requires
+from ..models import ApiKey, AvatarSession, EndReason, TranscriptEntry
+from .auth import READ, WRITE, caller, ended_by, requires
 from .schemas import (
     ErrorOut,
     EventBatchIn,
@@ -281,8 +281,9 @@ async def stop_session(request, session_id: uuid.UUID):
     session = await aget_object_or_404(AvatarSession, pk=session_id)
     if not session.is_live:
         raise HttpError(409, f"The session is already {session.status}.")
+    reason = EndReason.API_ENDED if isinstance(request.auth, ApiKey) else EndReason.STAFF_ENDED
     try:
-        return await lifecycle.stop_session(session, "USER_CLOSED")
+        return await lifecycle.stop_session(session, "USER_CLOSED", reason, ended_by=ended_by(request.auth))
     except LiveAvatarError as exc:
         raise _liveavatar_failed(exc) from None
 

@@ -87,5 +87,10 @@ def caller(auth) -> str:
     return name[:64]
 
 
+def ended_by(auth) -> str:
+    """Who ended a session, as AvatarSession.ended_by records it."""
+    return f"api_key:{auth.name}" if isinstance(auth, ApiKey) else f"staff:{auth.get_username()}"
+
+
 def requires(scope: str) -> list:
     return [ApiKeyAuth(scope), StaffSessionAuth()]

@@ -126,7 +126,11 @@ class SessionOut(Schema):
     id: uuid.UUID
     liveavatar_session_id: str | None
     status: SessionStatus
-    end_reason: str
+    end_reason: str = Field(
+        description="Ours (USER_CLOSED, STAFF_ENDED, API_ENDED, ORPHANED, BUDGET_EXCEEDED, MAX_DURATION, "
+        "START_FAILED) or LiveAvatar's own (e.g. MAX_DURATION_REACHED, IDLE_TIMEOUT)."
+    )
+    ended_by: str = Field(description='Who ended it: "staff:<username>", "api_key:<name>", or empty.')
     error: str
     is_sandbox: bool
     interactivity: str
@@ -169,8 +173,9 @@ class EventOut(Schema):
     event_type: str
     source: EventSource
     payload: dict
-    client_ts: dt.datetime | None
-    received_at: dt.datetime
+    client_ts: dt.datetime | None = Field(description="The sender's clock (its ts).")
+    received_at: dt.datetime = Field(description="The server's clock, which times the session.")
+    clock_skewed: bool = Field(description="ts was more than CLOCK_SKEW_SECONDS from the server's clock.")
 
 
 class Pages(PageNumberPagination):

@@ -18,6 +18,7 @@ const JOIN_TIMEOUT_MS = 30000;
 const KEEPALIVE_MS = 60000;
 const ACK_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 5000;
+const SERVER_END_WAIT_MS = 2000;
 
 export class Conversation {
   // makeRoom is an option so that tests can hold a conversation without a browser.
@@ -29,7 +30,12 @@ export class Conversation {
     this.stage = "";
     this.api = new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
     const queue = new EventQueue({ sessionId: config.session_id, httpUrl: config.events_http_url, storage });
-    this.forwarder = new Forwarder({ queue, wsUrl: websocketUrl(config.events_ws_url), httpUrl: config.events_http_url });
+    this.forwarder = new Forwarder({
+      queue, wsUrl: websocketUrl(config.events_ws_url), httpUrl: config.events_http_url,
+      onEnded: (ended) => this.#serverEnded(ended),
+    });
+    this.serverEnd = null; // how the server recorded the end, once it says
+    this.serverEndHeard = new Promise((resolve) => (this.heardServerEnd = resolve));
     this.transcript = new Transcript();
     this.pushToTalkMode = config.interactivity === "PUSH_TO_TALK";
     this.room = null;
@@ -279,6 +285,17 @@ export class Conversation {
     }
   }
 
+  // The server recorded the end (forwarder's session.ended): its reason is the one to show, since
+  // LiveAvatar's session.stopped says only what LiveAvatar was told (USER_CLOSED for a staff stop).
+  #serverEnded({ status, endReason }) {
+    if (status === "failed") return; // the page's own words for a failed start say more
+    this.serverEnd = endReason;
+    this.heardServerEnd();
+    const words = describeEndReason(endReason);
+    if (this.state === "connecting" || this.state === "live") this.#finish({ reason: endReason, fromServer: true, words });
+    else if (this.state === "ended") this.#setState("ended", words, false);
+  }
+
   #waitFor(types) {
     return new Promise((resolve) => {
       const waiter = { types, resolve: (type) => {
@@ -315,6 +332,9 @@ export class Conversation {
       await this.room?.disconnect();
       for (const who of ["user", "avatar"]) this.view.speaking(who, false);
       this.client("client.stopped", { reason });
+      // Ended from outside: the server says by whom as soon as it has stored LiveAvatar's event.
+      if (fromServer) await withTimeout(this.serverEndHeard, SERVER_END_WAIT_MS);
+      if (this.serverEnd && !failed) words = describeEndReason(this.serverEnd);
       this.#setState("ended", words, failed);
       await this.forwarder.close();
     })();

@@ -12,6 +12,13 @@ const END_REASONS = {
   UNKNOWN: "The conversation ended.",
   USER_DISCONNECTED: "The conversation ended because the connection was lost.",
   USER_CLOSED: "You ended the conversation.",
+  // Ours (sessions_app.models.EndReason), told by the server.
+  STAFF_ENDED: "A member of staff ended the conversation.",
+  API_ENDED: "The site ended the conversation.",
+  ORPHANED: "The conversation ended because this page stopped answering.",
+  BUDGET_EXCEEDED: "The conversation ended: the time available for conversations is used up for now.",
+  MAX_DURATION: "The conversation reached its time limit.",
+  START_FAILED: "The conversation could not start.",
   SERVER_ERROR: "The conversation ended because of a problem on the avatar service.",
   IDLE_TIMEOUT: "The conversation ended after a long silence.",
   NO_CREDITS: "The conversation ended: the avatar service has no credits left.",

@@ -14,8 +14,8 @@ const BEACON_MAX_BYTES = 60000;
 
 export class Forwarder {
   constructor({ queue, wsUrl, httpUrl, WebSocketImpl = globalThis.WebSocket, sendBeacon, timers = globalThis,
-    maxEvents = 200, maxBytes = 60000, onStatus = () => {} }) {
-    Object.assign(this, { queue, wsUrl, httpUrl, WebSocketImpl, timers, maxEvents, maxBytes, onStatus });
+    maxEvents = 200, maxBytes = 60000, onStatus = () => {}, onEnded = () => {} }) {
+    Object.assign(this, { queue, wsUrl, httpUrl, WebSocketImpl, timers, maxEvents, maxBytes, onStatus, onEnded });
     this.sendBeacon = sendBeacon ?? ((url, body) => globalThis.navigator.sendBeacon(url, body));
     this.socket = null;
     this.sentUpTo = 0; // highest seq already sent on the current socket
@@ -114,7 +114,10 @@ export class Forwarder {
     } catch {
       return;
     }
-    if (message.type === "ack") {
+    if (message.type === "session.ended") {
+      // How the server recorded the end (a staff member, the site, the time limit...), sent once.
+      this.onEnded({ status: message.status, endReason: message.end_reason });
+    } else if (message.type === "ack") {
       this.queue.remove(message.seqs ?? []);
       this.#maybeDrained();
     } else if (message.type === "error") {
