@@ -165,6 +165,7 @@ def add_missing_utterances(session_id, utterances: list[dict]) -> tuple[int, lis
                     "unanswered": False,
                     "from_chunks": False,
                     "origin": TranscriptOrigin.LIVEAVATAR,
+                    "sent_by": "",
                 },
             )
             matched.insert(anchor, True)

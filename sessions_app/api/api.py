@@ -15,6 +15,8 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.pagination import paginate
 from ninja.parser import Parser
 
+from control.api import router as control_router
+
 from .. import ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
 from ..models import AvatarSession, TranscriptEntry
@@ -291,3 +293,7 @@ def delete_session(request, session_id: uuid.UUID):
         raise HttpError(409, f"The session is {session.status}: stop it first.")
     session.delete()
     return Status(204, None)
+
+
+# Live control's operation lives with the rest of live control (control/api.py).
+api.add_router("", control_router)
