@@ -67,6 +67,7 @@ class CommandOut(Schema):
     "/sessions/{session_id}/commands",
     response={202: CommandOut, **{code: ErrorOut for code in (400, 401, 403, 404, 409, 422, 429, 504)}},
     auth=requires(CONTROL, permission=PERMISSION),
+    url_name="send_command",
     summary="Send a command to a live conversation, through the visitor's page",
     description="Answers 202 once the page has published the command; 409 when the conversation is not live "
     "(or its page refused), 504 when the page did not confirm within a few seconds. Staff need the "

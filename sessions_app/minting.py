@@ -137,6 +137,7 @@ def page_config(request, session: AvatarSession, session_token: str, *, auto_sta
         "max_session_duration": session.max_session_duration,
         "emulator": settings.LIVEAVATAR_EMULATOR,
         "auto_start": auto_start,
+        "mark_operator_lines": settings.CONTROL_MARK_OPERATOR_LINES,
     }
 
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
 from django.http import JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -166,6 +167,11 @@ def dashboard_page(request):
         "feed_path": "/ws/dashboard/",
         "figures_path": reverse("sessions_app:dashboard_figures"),
         "time_zone": settings.TIME_ZONE,
+        # Live control from the cards, for staff allowed to (the API checks again).
+        "can_control": request.user.has_perm("sessions_app.control_session"),
+        "commands_path": reverse("api:send_command", args=[dashboard.ANY_SESSION]),
+        "max_text": settings.CONTROL_MAX_TEXT_CHARS,
+        "csrf_token": get_token(request),
     }
     return render(request, "sessions_app/dashboard.html", {"data": data})
 

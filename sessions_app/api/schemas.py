@@ -156,6 +156,9 @@ class TranscriptEntryOut(Schema):
     partial: bool = Field(alias="from_chunks", description="Built from partial chunks: no final text arrived.")
     origin: TranscriptOrigin
     latency_ms: int | None
+    sent_by: str = Field(
+        description="A line sent through live control: who sent it (staff:<user> or api:<key name>); else empty."
+    )
 
 
 class TranscriptOut(Schema):
