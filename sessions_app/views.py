@@ -1,5 +1,7 @@
 import asyncio
+import json
 import secrets
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -14,7 +16,8 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from . import credentials, dashboard, ingest
+from . import credentials, dashboard, ingest, lifecycle
+from .liveavatar import LiveAvatarError
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
 
@@ -157,6 +160,78 @@ async def session_events(request, session_id):
     except ingest.IngestError as exc:
         return _ingest_error(exc.code, exc.message, exc.http_status)
     return JsonResponse({"acked": result.acked, "errors": result.errors})
+
+
+# Server-started sessions: the page's start, keep-alive and stop, made here with the credential.
+
+# The reasons a page may give LiveAvatar when it stops (its SessionEndReasonEnum's page-side ones).
+PAGE_STOP_REASONS = {"USER_CLOSED", "USER_DISCONNECTED"}
+
+
+async def _page_session(request, session_id) -> AvatarSession | JsonResponse:
+    if not credentials.verify(request.GET.get("credential", ""), session_id):
+        return _ingest_error("bad_credential", "Missing, expired or foreign credential.", 401)
+    session = await AvatarSession.objects.filter(pk=session_id).afirst()
+    if session is None:
+        return _ingest_error("not_found", "No such session.", 404)
+    return session
+
+
+def _liveavatar_failed(exc: LiveAvatarError) -> JsonResponse:
+    return _ingest_error("liveavatar_failed", exc.visitor_message, 504 if exc.kind == "timeout" else 502)
+
+
+@csrf_exempt  # the credential is the authority, as for the events
+@require_POST
+async def session_start(request, session_id):
+    session = await _page_session(request, session_id)
+    if isinstance(session, JsonResponse):
+        return session
+    try:
+        started = await lifecycle.start_for_page(session)
+    except lifecycle.NotStartable:
+        return _ingest_error("conflict", "This conversation was started already.", 409)
+    except LiveAvatarError as exc:
+        return _liveavatar_failed(exc)
+    if settings.LIVEAVATAR_EMULATOR and started["livekit_url"]:
+        # The emulator in process answered for the address the server called it at; the page
+        # reaches its room at the page's own.
+        room = urlsplit(started["livekit_url"])
+        scheme = "wss" if request.is_secure() else "ws"
+        started["livekit_url"] = f"{scheme}://{request.get_host()}{room.path}"
+    return JsonResponse(started)
+
+
+@csrf_exempt
+@require_POST
+async def session_keep_alive(request, session_id):
+    session = await _page_session(request, session_id)
+    if isinstance(session, JsonResponse):
+        return session
+    try:
+        await lifecycle.keep_alive_for_page(session)
+    except LiveAvatarError as exc:
+        return _liveavatar_failed(exc)
+    return JsonResponse({})
+
+
+@csrf_exempt  # also sent with fetch keepalive while the page closes
+@require_POST
+async def session_stop(request, session_id):
+    session = await _page_session(request, session_id)
+    if isinstance(session, JsonResponse):
+        return session
+    try:
+        reason = json.loads(request.body or b"{}").get("reason", "USER_CLOSED")
+    except (ValueError, AttributeError):
+        reason = None
+    if reason not in PAGE_STOP_REASONS:
+        return _ingest_error("bad_request", f"reason must be one of {', '.join(sorted(PAGE_STOP_REASONS))}.", 400)
+    try:
+        await lifecycle.stop_for_page(session, reason)
+    except LiveAvatarError as exc:
+        return _liveavatar_failed(exc)
+    return JsonResponse({})
 
 
 @staff_member_required

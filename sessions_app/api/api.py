@@ -157,7 +157,7 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
         raise Throttled(wait=60) from None
     except minting.MintError as exc:
         raise _liveavatar_failed(exc.error) from None
-    page = minting.page_config(request, session, token)
+    page = minting.page_config(request, session, token)  # an API session: the browser-start shape
     scheme = "wss" if request.is_secure() else "ws"
     return Status(
         201,

@@ -9,7 +9,7 @@ import { websocketUrl } from "./config.js";
 import { EventQueue } from "./event-queue.js";
 import { describeEndReason, parseServerEvent } from "./events.js";
 import { Forwarder } from "./forwarder.js";
-import { LiveAvatarApi } from "./liveavatar-api.js";
+import { LiveAvatarApi, ServerSessionApi } from "./liveavatar-api.js";
 import { Microphone } from "./mic.js";
 import { AVATAR_IDENTITY, RoomEvent, agentIdentity, createRoom } from "./room.js";
 import { Transcript } from "./transcript.js";
@@ -29,7 +29,10 @@ export class Conversation {
     this.makeRoom = makeRoom;
     this.state = "idle"; // idle → connecting → live → ending → ended
     this.stage = "";
-    this.api = new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
+    // Who starts the session: the page with its session token, or the server (the page never has it).
+    this.api = config.session_start === "server"
+      ? new ServerSessionApi(config)
+      : new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
     const queue = new EventQueue({ sessionId: config.session_id, httpUrl: config.events_http_url, storage });
     this.forwarder = new Forwarder({
       queue, wsUrl: websocketUrl(config.events_ws_url), httpUrl: config.events_http_url,
