@@ -266,3 +266,18 @@ async def test_a_line_sent_through_control_is_stored_with_its_origin():
         ("Hi", "staff:alice", "Avatar (on behalf of staff member alice)"),
         ("Yo", "", "Avatar"),
     ]
+
+
+def test_the_admin_page_and_the_exports_show_who_sent_what(admin_client):
+    session = AvatarSession.objects.create(status=SessionStatus.ENDED)
+    ControlCommand.objects.create(
+        session=session, command="speak_text", text="Hi", origin="staff:alice", outcome=Outcome.DELIVERED, event_id="e1"
+    )
+    ControlCommand.objects.create(session=session, command="end", origin="api:crm", outcome=Outcome.NO_ANSWER)
+    session.transcript.create(position=1, speaker="avatar", text="Hi", sent_by="staff:alice")
+    page = admin_client.get(f"/admin/sessions_app/avatarsession/{session.pk}/change/").content.decode()
+    assert "Avatar (on behalf of staff member alice)" in page
+    assert "<td>staff:alice</td>" in page and "<td>api:crm</td>" in page
+    assert "The page did not confirm in time" in page
+    text = admin_client.get(f"/api/v1/sessions/{session.pk}/transcript?format=text").content.decode()
+    assert text == "Avatar (on behalf of staff member alice): Hi\n"

@@ -70,3 +70,14 @@ test("a command once the conversation is over is refused with the reason", async
   // The server stops it at LiveAvatar: the page does not.
   assert.deepEqual(fetched, []);
 });
+
+test("where the site does not mark operator lines, the visitor sees the avatar's line as any other", async (t) => {
+  config.mark_operator_lines = false;
+  t.after(() => { config.mark_operator_lines = true; });
+  const { conversation } = await liveConversation(t);
+  await conversation.control(control({ command: "speak_text", text: "Say this" }));
+  conversation.transcript.apply({ type: "avatar.transcription", text: "Say this" });
+  assert.equal(conversation.transcript.entries.at(-1).sentBy, undefined);
+  await conversation.control(control({ command_id: "c2", command: "speak_response", text: "Hours?" }));
+  assert.equal(conversation.transcript.entries.some((entry) => entry.text === "Hours?"), false);
+});
