@@ -80,6 +80,7 @@ def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSe
     with transaction.atomic():
         session = AvatarSession.objects.select_for_update().get(pk=session_id)
         transition(session, status, timezone.now(), reason)
+        session.start_token = ""  # a token never used for a start is of no use any more
         session.save()
     return session
 

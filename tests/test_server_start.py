@@ -2,8 +2,10 @@
 and stop the page asks this site for (made against the emulator in process)."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from sessions_app import credentials
 from sessions_app.emulator.models import EmulatedSession
@@ -78,3 +80,13 @@ def test_browser_start_is_the_default_and_keeps_no_token(client):
     config, _ = page_config(client)
     assert config["session_start"] == "browser" and config["session_token"]
     assert AvatarSession.objects.get().start_token == ""
+
+
+async def test_a_token_never_used_is_dropped_when_the_session_expires(settings):
+    from sessions_app import lifecycle
+
+    settings.LIVEAVATAR_SESSION_START = "server"
+    session = await AvatarSession.objects.acreate(start_token="tok", created_at=timezone.now() - timedelta(days=1))
+    assert (await lifecycle.reap_orphans())["expired"] == 1
+    await session.arefresh_from_db()
+    assert (session.status, session.start_token) == ("expired", "")
