@@ -90,3 +90,10 @@ async def test_a_token_never_used_is_dropped_when_the_session_expires(settings):
     assert (await lifecycle.reap_orphans())["expired"] == 1
     await session.arefresh_from_db()
     assert (session.status, session.start_token) == ("expired", "")
+
+
+def test_an_unknown_session_start_is_refused_by_the_checks(settings):
+    from sessions_app.checks import check_liveavatar
+
+    settings.LIVEAVATAR_SESSION_START = "client"
+    assert [m.id for m in check_liveavatar(None)] == ["sessions_app.E004"]
