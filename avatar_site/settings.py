@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "privacy",
     "webhooks",
+    "control",
 ]
 
 MIDDLEWARE = [
@@ -267,6 +268,9 @@ LIVEAVATAR_MAX_SESSION_SECONDS = envint("LIVEAVATAR_MAX_SESSION_SECONDS", 600)
 LIVEAVATAR_LIVEKIT_HOSTS = envlist("LIVEAVATAR_LIVEKIT_HOSTS", "wss://*.livekit.cloud,https://*.livekit.cloud")
 LIVEAVATAR_TIMEOUT_SECONDS = envfloat("LIVEAVATAR_TIMEOUT_SECONDS", 10.0)
 LIVEAVATAR_MAX_RETRIES = envint("LIVEAVATAR_MAX_RETRIES", 2)
+# Who calls /v1/sessions/start: "browser" (the page, with the session token) or "server" (the page
+# gets only the LiveKit room; the session token stays here, and keep-alive and stop go through us).
+LIVEAVATAR_SESSION_START = os.environ.get("LIVEAVATAR_SESSION_START", "browser")
 
 # The page talks to its own origin (API, websockets, emulator), to LiveAvatar's REST API and to
 # LiveAvatar's LiveKit servers; nothing else. ('self' covers same-origin ws:// and wss:// in CSP 3.)
@@ -357,6 +361,12 @@ WEBHOOK_DISABLE_AFTER_FAILURES = envint("WEBHOOK_DISABLE_AFTER_FAILURES", 15)
 # What follows a session's end (session.ended, redaction counts) waits this long for its last events
 # and its transcript to settle.
 SESSION_SETTLE_SECONDS = envfloat("SESSION_SETTLE_SECONDS", 2.0)
+# Live control: staff and API clients send commands to a live conversation through its page.
+CONTROL_RATE_PER_MINUTE = envint("CONTROL_RATE_PER_MINUTE", 30)  # per conversation
+CONTROL_MAX_TEXT_CHARS = envint("CONTROL_MAX_TEXT_CHARS", 1000)  # as much as a visitor may type
+CONTROL_CONFIRM_SECONDS = envfloat("CONTROL_CONFIRM_SECONDS", 5.0)  # the page's answer, or 504
+# Whether the visitor sees which avatar lines staff or a system sent (site-wide for now).
+CONTROL_MARK_OPERATOR_LINES = envbool("CONTROL_MARK_OPERATOR_LINES", True)
 
 if LIVEAVATAR_EMULATOR:
     INSTALLED_APPS.append("sessions_app.emulator")

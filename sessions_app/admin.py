@@ -114,6 +114,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                 "timeline": session.events.order_by("seq")[:TIMELINE_LIMIT],
                 "timeline_total": session.events.count(),
                 "timeline_limit": TIMELINE_LIMIT,
+                "control_commands": session.control_commands.all(),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -151,6 +152,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                         "interrupted": e.interrupted,
                         "from_chunks": e.from_chunks,
                         "origin": e.origin,
+                        "sent_by": e.sent_by,
                         "latency_ms": e.latency_ms,
                     }
                     for e in s.transcript.all()

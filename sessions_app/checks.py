@@ -36,6 +36,14 @@ def check_liveavatar(app_configs, **kwargs):
                 id="sessions_app.E003",
             )
         )
+    if settings.LIVEAVATAR_SESSION_START not in ("browser", "server"):
+        problems.append(
+            Error(
+                f"LIVEAVATAR_SESSION_START is {settings.LIVEAVATAR_SESSION_START!r}.",
+                hint="Use browser (the page starts the session) or server (this site starts it).",
+                id="sessions_app.E004",
+            )
+        )
     if settings.PRODUCTION and settings.LIVEAVATAR_EMULATOR:
         problems.append(
             Warning(

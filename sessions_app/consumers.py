@@ -10,10 +10,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import F
 
+from control import relay
 from operations import logs, metrics
 
 from . import close_codes, credentials, feed, lifecycle
-from .ingest import IngestError, TokenBucket, parse_message, store_batch
+from .ingest import IngestError, TokenBucket, decode_message, store_batch, validate_envelope
 from .models import LIVE_STATUSES, AvatarSession, SessionStatus
 
 
@@ -45,13 +46,13 @@ class NoConnectionCleanupMixin:
 
 
 class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
-    # receive stores through the ingest writer (database_sync_to_async).
-    no_cleanup_handlers = frozenset({"websocket.receive"})
-    # Nothing is ever sent to a page's socket through the channel layer: no channel of its own,
-    # and no receive pending on the layer for every open page.
-    channel_layer_alias = None
+    """A page's forwarding socket: its events in, and the live-control commands for its session out."""
+
+    # receive stores through the ingest writer (database_sync_to_async); commands touch no database.
+    no_cleanup_handlers = frozenset({"websocket.receive", "control.command"})
     session: AvatarSession | None = None
     told_end = False
+    joined = False
 
     async def connect(self):
         # Accept first: a close before accept becomes an HTTP 403 and the page would never see our code.
@@ -71,8 +72,13 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         log.info("forwarding socket opened")
         self.bucket = TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
         self.warnings = 0
+        self.awaiting_answer: dict[str, str] = {}  # command id → the channel its sender waits on
+        await self.channel_layer.group_add(relay.group_name(self.session.pk), self.channel_name)
+        self.joined = True
 
     async def disconnect(self, code):
+        if self.joined:
+            await self.channel_layer.group_discard(relay.group_name(self.session.pk), self.channel_name)
         if self.session is not None:
             await self._count_connection(-1)
             metrics.SOCKETS_OPEN.labels("forwarding").dec()
@@ -86,7 +92,11 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         if self.session is None:
             return
         try:
-            items = parse_message(text_data if text_data is not None else bytes_data)
+            message = decode_message(text_data if text_data is not None else bytes_data)
+            if isinstance(message, dict) and message.get("type") == "control_result":
+                await self._control_result(message)
+                return
+            items = validate_envelope(message)
         except IngestError as exc:
             await self._error(exc.code, exc.message, [])
             return
@@ -129,6 +139,24 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
     async def _error(self, code: str, message: str, seqs: list[int]):
         metrics.EVENTS_REJECTED.labels(code).inc(len(seqs) or 1)
         await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message, "seqs": seqs}))
+
+    # Live control (control/relay.py)
+
+    async def control_command(self, event):
+        self.awaiting_answer[event["message"]["command_id"]] = event["reply_to"]
+        await self.send(text_data=json.dumps(event["message"]))
+
+    async def _control_result(self, message: dict):
+        # Only an answer to a command this socket delivered goes anywhere.
+        reply_to = self.awaiting_answer.pop(str(message.get("command_id")), None)
+        if reply_to is None:
+            return
+        answer = {
+            "ok": message.get("ok") is True,
+            "event_id": message.get("event_id"),
+            "message": message.get("message"),
+        }
+        await self.channel_layer.send(reply_to, {"type": "control.result", **answer})
 
 
 class DashboardConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):

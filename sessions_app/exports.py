@@ -10,7 +10,7 @@ def as_text(entries) -> str:
     lines = []
     for entry in entries:
         mark = " [interrupted]" if entry.interrupted else " [unanswered]" if entry.unanswered else ""
-        lines.append(f"{entry.get_speaker_display()}: {entry.text}{mark}")
+        lines.append(f"{entry.speaker_words}: {entry.text}{mark}")
     return "\n".join(lines) + "\n" if lines else ""
 
 

@@ -56,6 +56,8 @@ def entry_dict(entry: TranscriptEntry) -> dict:
         "text": entry.text,
         "interrupted": entry.interrupted,
         "partial": entry.from_chunks,
+        # A line sent through live control, as staff read it ("Avatar (on behalf of staff member alice)").
+        "sender": entry.sent_by and entry.speaker_words,
     }
 
 

@@ -71,16 +71,20 @@ class TokenBucket:
 
 def parse_message(raw: str | bytes) -> list:
     """Raw message text → the list of event items, or IngestError (too_large, malformed_json, bad_envelope)."""
+    return validate_envelope(decode_message(raw))
+
+
+def decode_message(raw: str | bytes):
+    """Raw message text → its JSON value, or IngestError (too_large, malformed_json)."""
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > settings.INGEST_MAX_MESSAGE_BYTES:
         raise IngestError(
             "too_large", f"Message of {size} bytes; the limit is {settings.INGEST_MAX_MESSAGE_BYTES}.", 413
         )
     try:
-        obj = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise IngestError("malformed_json", "The message is not valid JSON.") from None
-    return validate_envelope(obj)
 
 
 def validate_envelope(obj) -> list:

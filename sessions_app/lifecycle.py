@@ -101,6 +101,7 @@ def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSe
     with transaction.atomic():
         session = AvatarSession.objects.select_for_update().get(pk=session_id)
         transition(session, status, timezone.now(), reason)
+        session.start_token = ""  # a token never used for a start is of no use any more
         session.save()
     return session
 
@@ -112,7 +113,7 @@ async def stop_session(
 
     `reason` is what LiveAvatar is told (SessionEndReasonEnum); `end_reason` what we store, when it
     says more (an EndReason: STAFF_ENDED, ORPHANED, BUDGET_EXCEEDED...); `ended_by` who asked
-    ("staff:<username>", "api_key:<name>"). A 404 means LiveAvatar has already let it go, which is
+    ("staff:<username>", "api:<key name>"). A 404 means LiveAvatar has already let it go, which is
     what we want. The page hears the reason when it forwards the stop's events (consumers).
     """
     stored_reason = end_reason or reason
@@ -129,6 +130,41 @@ async def stop_session(
     session = await database_sync_to_async(_end)(session.pk, stored_reason)
     await feed.broadcast(session)
     return session
+
+
+# Server-started sessions (LIVEAVATAR_SESSION_START = "server"): the page asks, the server calls LiveAvatar.
+
+# What the page gets of LiveAvatar's start answer: the room, and how long the session may last.
+PAGE_START_FIELDS = ("livekit_url", "livekit_client_token", "max_session_duration")
+
+
+class NotStartable(Exception):
+    """The session holds no start token: it was started already, or the page starts it itself."""
+
+
+async def start_for_page(session: AvatarSession) -> dict:
+    """Start the session at LiveAvatar with the token kept since minting, then forget the token;
+    returns only what the page needs to join the room. Raises NotStartable, or LiveAvatarError."""
+    if not session.start_token:
+        raise NotStartable()
+    started = await liveavatar.get_client().start(session.start_token)
+    # Used once: keep-alive and stop use the API key and the session id from here on.
+    await AvatarSession.objects.filter(pk=session.pk).aupdate(start_token="")
+    return {name: (started or {}).get(name) for name in PAGE_START_FIELDS}
+
+
+async def keep_alive_for_page(session: AvatarSession) -> None:
+    await liveavatar.get_client().keep_alive(session_id=session.liveavatar_session_id)
+
+
+async def stop_for_page(session: AvatarSession, reason: str) -> None:
+    """The page's stop, made with the API key: only LiveAvatar is told; the page's own events end
+    the session here, exactly as when it stops the session itself. Already gone (404) is fine."""
+    try:
+        await liveavatar.get_client().stop(session_id=session.liveavatar_session_id, reason=reason)
+    except liveavatar.LiveAvatarError as exc:
+        if exc.status != 404:
+            raise
 
 
 def _utterance_time(value) -> datetime | None:
@@ -196,6 +232,7 @@ def add_missing_utterances(session_id, utterances: list[dict]) -> tuple[int, lis
                     "unanswered": False,
                     "from_chunks": False,
                     "origin": TranscriptOrigin.LIVEAVATAR,
+                    "sent_by": "",
                 },
             )
             matched.insert(anchor, True)

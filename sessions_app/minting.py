@@ -121,8 +121,16 @@ async def mint_session(
         raise MintError(session, error) from error
     metrics.MINT_SECONDS.observe(time.perf_counter() - started)
     session.liveavatar_session_id = token["session_id"]
+    if server_starts(created_via):
+        session.start_token = token["session_token"]
     await session.asave()
     return session, token["session_token"]
+
+
+def server_starts(created_via: str = "page") -> bool:
+    """Whether the server, not the visitor's page, starts this channel's sessions (API clients
+    always get the token and start their sessions themselves)."""
+    return settings.LIVEAVATAR_SESSION_START == "server" and created_via == "page"
 
 
 def page_config(request, session: AvatarSession, session_token: str, *, auto_start: bool = False) -> dict:
@@ -132,11 +140,20 @@ def page_config(request, session: AvatarSession, session_token: str, *, auto_sta
         api_url = request.build_absolute_uri("/liveavatar-emulator")
     else:
         api_url = settings.LIVEAVATAR_API_URL
+    if server_starts(session.created_via):
+        # The page asks this site to start, keep alive and stop; the session token stays here.
+        start = {
+            "session_start": "server",
+            "start_url": f"/sessions/{session.id}/start?credential={credential}",
+            "keep_alive_url": f"/sessions/{session.id}/keep-alive?credential={credential}",
+            "stop_url": f"/sessions/{session.id}/stop?credential={credential}",
+        }
+    else:
+        start = {"session_start": "browser", "session_token": session_token, "liveavatar_api_url": api_url}
     return {
         "session_id": str(session.id),
         "liveavatar_session_id": session.liveavatar_session_id,
-        "session_token": session_token,
-        "liveavatar_api_url": api_url,
+        **start,
         "events_ws_url": f"/ws/sessions/{session.id}/events/?credential={credential}",
         "events_http_url": f"/sessions/{session.id}/events?credential={credential}",
         "new_session_url": reverse("sessions_app:new_session"),
@@ -144,6 +161,7 @@ def page_config(request, session: AvatarSession, session_token: str, *, auto_sta
         "max_session_duration": session.max_session_duration,
         "emulator": settings.LIVEAVATAR_EMULATOR,
         "auto_start": auto_start,
+        "mark_operator_lines": settings.CONTROL_MARK_OPERATOR_LINES,
     }
 
 

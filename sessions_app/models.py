@@ -64,7 +64,7 @@ class AvatarSession(models.Model):
     # Indexed by (status, last_event_at) in Meta.indexes.
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED)
     end_reason = models.CharField(max_length=64, blank=True, help_text="An EndReason, or LiveAvatar's own reason.")
-    # Who ended it, when a person or a key did: "staff:<username>", "api_key:<name>"; empty otherwise.
+    # Who ended it, when a person or a key did: "staff:<username>", "api:<key name>"; empty otherwise.
     ended_by = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True, help_text="Why minting or the session failed, in plain words.")
     # The token configuration sent to LiveAvatar (never the API key).
@@ -79,6 +79,9 @@ class AvatarSession(models.Model):
     # the mint rate limit also counts per address, so dropping the cookie does not reset it.
     client_address = models.CharField(max_length=64, blank=True)
     created_via = models.CharField(max_length=16, default="page")  # page | api
+    # LIVEAVATAR_SESSION_START = "server": the session token, kept here (never sent to the page) until
+    # the server has started the session with it; keep-alive and stop then use the API key.
+    start_token = models.TextField(blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +112,7 @@ class AvatarSession(models.Model):
             models.Index(fields=["visitor_key", "created_at"], name="session_visitor_recent"),
             models.Index(fields=["client_address", "created_via", "created_at"], name="session_address_recent"),
         ]
+        permissions = [("control_session", "Can send commands to a live session")]
 
     def __str__(self):
         return f"{self.id} ({self.status})"
@@ -190,6 +194,11 @@ class TranscriptEntry(models.Model):
         blank=True,
         help_text="Avatar turns: the visitor's turn ended (or the avatar's speech then) → avatar started.",
     )
+    sent_by = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="A line sent through live control: who sent it (staff:<user> or api:<key name>).",
+    )
 
     class Meta:
         ordering = ["session", "position"]
@@ -197,6 +206,23 @@ class TranscriptEntry(models.Model):
 
     def __str__(self):
         return f"{self.speaker}: {self.text[:60]}"
+
+    @property
+    def sender_words(self) -> str:
+        """Who sent a live-control line, in words ("staff member alice", "API key crm"), or ""."""
+        kind, _, name = self.sent_by.partition(":")
+        if not self.sent_by:
+            return ""
+        return f"staff member {name}" if kind == "staff" else f"API key {name}"
+
+    @property
+    def speaker_words(self) -> str:
+        """The speaker as a transcript shows it: an operator's line is the avatar's, on their behalf."""
+        if self.sent_by and self.speaker == Speaker.AVATAR:
+            return f"Avatar (on behalf of {self.sender_words})"
+        if self.sent_by:
+            return f"{self.sender_words[0].upper()}{self.sender_words[1:]} (asked the avatar)"
+        return self.get_speaker_display()
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -207,7 +233,7 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """A key for the REST API. Only its SHA-256 is stored; the key is shown once, at creation."""
 
-    SCOPES = ("sessions:read", "sessions:write", "webhooks:write")
+    SCOPES = ("sessions:read", "sessions:write", "sessions:control", "webhooks:write")
 
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, db_index=True, editable=False)

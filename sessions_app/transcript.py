@@ -16,6 +16,9 @@ STOPS = {"session.stopped", "session_stopped", "client.stopped"}
 # A question the visitor typed for the avatar's LLM (a command the page sent): LiveAvatar sends no
 # transcription of it, so it is the visitor's utterance itself.
 TYPED_QUESTION = "avatar.speak_response"
+# The page's copy of a command relayed by live control carries the control command's id; the line
+# it causes (the avatar saying the text, or the question asked) keeps it.
+SAID_FOR_OPERATOR = "avatar.speak_text"
 # Events that can change the transcript; a batch without any of them leaves it as it is.
 TRANSCRIPT_EVENTS = (
     USER_CHUNKS
@@ -30,6 +33,7 @@ TRANSCRIPT_EVENTS = (
         "avatar.transcription",
         "avatar.interrupt",
         TYPED_QUESTION,
+        SAID_FOR_OPERATOR,
     }
 )
 
@@ -46,6 +50,7 @@ class _Turn:
     interrupted: bool = False
     latency_ms: int | None = None
     unanswered: bool = False  # a visitor's turn whose answer an interrupt or the end dropped
+    control_id: str | None = None  # sent through live control
 
     @property
     def speaking(self) -> bool:
@@ -88,9 +93,12 @@ class _Builder:
         self.user_ended_at: int | None = None
         self.waiting: _Turn | None = None
         self.wait_for_avatar = False
+        self.next_avatar_control: str | None = None  # an operator's speak_text, until its turn exists
 
     def new(self, speaker: str, ts: int) -> _Turn:
         turn = _Turn(speaker=speaker, order=len(self.turns), first_ts=ts)
+        if speaker == "avatar" and self.next_avatar_control:
+            turn.control_id, self.next_avatar_control = self.next_avatar_control, None
         self.turns.append(turn)
         return turn
 
@@ -122,11 +130,12 @@ class _Builder:
         self.user_turn(ts).final = text
         self.user = None
 
-    def on_typed(self, ts, text):
+    def on_typed(self, ts, text, control_id=None):
         """A typed question: an utterance of its own, said at once; the avatar's answer latency counts from it."""
         turn = self.new("user", ts)
         turn.started_at = turn.ended_at = ts
         turn.final = text
+        turn.control_id = control_id
         self.await_answer(turn, ts)
 
     # avatar side
@@ -205,6 +214,7 @@ class _Builder:
             and self.avatar_speaking is None
             and self.user_ended_at is None
             and self.waiting is None
+            and self.next_avatar_control is None
             and (self.avatar_last is None or self.avatar_last.final is not None)
         )
 
@@ -218,6 +228,8 @@ def _fold(items: list[dict]) -> tuple[list[_Turn], list[tuple[int, int]]]:
         kind = event.get("event_type", "")
         ts = item.get("ts") or 0
         text = event.get("text") if isinstance(event.get("text"), str) else ""
+        command = item.get("source") == "command"
+        control_id = event.get("control_id") if command and isinstance(event.get("control_id"), str) else None
         if kind == "user.speak_started":
             builder.on_user_speak_started(ts)
         elif kind == "user.speak_ended":
@@ -234,10 +246,12 @@ def _fold(items: list[dict]) -> tuple[list[_Turn], list[tuple[int, int]]]:
             builder.on_avatar_speak_started(ts)
         elif kind == "avatar.speak_ended":
             builder.on_avatar_speak_ended(ts)
-        elif kind == "avatar.interrupt" and item.get("source") == "command":
+        elif kind == "avatar.interrupt" and command:
             builder.on_interrupt(ts)
-        elif kind == TYPED_QUESTION and item.get("source") == "command" and text.strip():
-            builder.on_typed(ts, text)
+        elif kind == TYPED_QUESTION and command and text.strip():
+            builder.on_typed(ts, text, control_id)
+        elif kind == SAID_FOR_OPERATOR and control_id:
+            builder.next_avatar_control = control_id
         elif kind in STOPS:
             builder.on_stop(ts)
         if builder.quiet():
@@ -300,6 +314,7 @@ def build_after(
             "unanswered": turn.unanswered,
             "from_chunks": turn.final is None,
             "latency_ms": turn.latency_ms if turn.speaker == "avatar" else None,
+            "control_id": turn.control_id,
         }
         for position, turn in enumerate(ordered, start=position + 1)
     ]

@@ -6,10 +6,12 @@ round; reconciliation calls `write_entries`.
 """
 
 import contextlib
+import uuid
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from control.models import ControlCommand
 from privacy.redaction import redact_entry
 
 from . import feed, rawsql, transcript
@@ -232,6 +234,7 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
             late.append(sid)
             continue
         entries, checkpoint = built
+        _senders(sid, entries)
         for entry in entries:
             values = {
                 **redact_entry(session, entry),
@@ -300,6 +303,7 @@ def _rebuild_transcript(session: AvatarSession) -> list[TranscriptEntry]:
             for seq, source, payload, client_ts, received in rows
         ]
     )
+    _senders(session.pk, built)
     entries = [
         {**entry, "started_at": _at(entry["started_at"]), "ended_at": _at(entry["ended_at"]), "origin": "browser"}
         for entry in built
@@ -316,10 +320,31 @@ def _rebuild_transcript(session: AvatarSession) -> list[TranscriptEntry]:
             "from_chunks": e.from_chunks,
             "origin": e.origin,
             "latency_ms": e.latency_ms,
+            "sent_by": e.sent_by,
         }
         for e in session.transcript.filter(origin="liveavatar")
     ]
     return write_entries(session, entries)
+
+
+def _senders(session_id, entries: list[dict]) -> None:
+    """Replace each built entry's control_id with sent_by: the stored origin of that live-control
+    command. The id comes from the page, so one that is not a command of this session counts for nothing."""
+    for entry in entries:
+        entry["control_id"] = _uuid(entry.get("control_id"))
+    ids = {entry["control_id"] for entry in entries} - {None}
+    origins = {}
+    if ids:
+        origins = dict(ControlCommand.objects.filter(session_id=session_id, pk__in=ids).values_list("pk", "origin"))
+    for entry in entries:
+        entry["sent_by"] = origins.get(entry.pop("control_id"), "")
+
+
+def _uuid(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _at(ms: int | None) -> datetime | None:
@@ -337,6 +362,7 @@ ENTRY_FIELDS = (
     "from_chunks",
     "origin",
     "latency_ms",
+    "sent_by",
 )
 
 

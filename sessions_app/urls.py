@@ -12,6 +12,9 @@ urlpatterns = [
     path("favicon.ico", views.favicon),
     path("sessions/new", views.new_session, name="new_session"),
     path("sessions/<uuid:session_id>/events", views.session_events, name="session_events"),
+    path("sessions/<uuid:session_id>/start", views.session_start, name="session_start"),
+    path("sessions/<uuid:session_id>/keep-alive", views.session_keep_alive, name="session_keep_alive"),
+    path("sessions/<uuid:session_id>/stop", views.session_stop, name="session_stop"),
     path("dashboard/", views.dashboard_page, name="dashboard"),
     path("dashboard/figures", views.dashboard_figures, name="dashboard_figures"),
 ]

@@ -1,5 +1,7 @@
 import asyncio
+import json
 import secrets
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -7,6 +9,7 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
 from django.http import JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -15,7 +18,8 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from operations import logs, metrics
 
-from . import credentials, dashboard, ingest
+from . import credentials, dashboard, ingest, lifecycle
+from .liveavatar import LiveAvatarError
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
 
@@ -163,6 +167,78 @@ async def session_events(request, session_id):
     return JsonResponse({"acked": result.acked, "errors": result.errors})
 
 
+# Server-started sessions: the page's start, keep-alive and stop, made here with the credential.
+
+# The reasons a page may give LiveAvatar when it stops (its SessionEndReasonEnum's page-side ones).
+PAGE_STOP_REASONS = {"USER_CLOSED", "USER_DISCONNECTED"}
+
+
+async def _page_session(request, session_id) -> AvatarSession | JsonResponse:
+    if not credentials.verify(request.GET.get("credential", ""), session_id):
+        return _ingest_error("bad_credential", "Missing, expired or foreign credential.", 401)
+    session = await AvatarSession.objects.filter(pk=session_id).afirst()
+    if session is None:
+        return _ingest_error("not_found", "No such session.", 404)
+    return session
+
+
+def _liveavatar_failed(exc: LiveAvatarError) -> JsonResponse:
+    return _ingest_error("liveavatar_failed", exc.visitor_message, 504 if exc.kind == "timeout" else 502)
+
+
+@csrf_exempt  # the credential is the authority, as for the events
+@require_POST
+async def session_start(request, session_id):
+    session = await _page_session(request, session_id)
+    if isinstance(session, JsonResponse):
+        return session
+    try:
+        started = await lifecycle.start_for_page(session)
+    except lifecycle.NotStartable:
+        return _ingest_error("conflict", "This conversation was started already.", 409)
+    except LiveAvatarError as exc:
+        return _liveavatar_failed(exc)
+    if settings.LIVEAVATAR_EMULATOR and started["livekit_url"]:
+        # The emulator in process answered for the address the server called it at; the page
+        # reaches its room at the page's own.
+        room = urlsplit(started["livekit_url"])
+        scheme = "wss" if request.is_secure() else "ws"
+        started["livekit_url"] = f"{scheme}://{request.get_host()}{room.path}"
+    return JsonResponse(started)
+
+
+@csrf_exempt
+@require_POST
+async def session_keep_alive(request, session_id):
+    session = await _page_session(request, session_id)
+    if isinstance(session, JsonResponse):
+        return session
+    try:
+        await lifecycle.keep_alive_for_page(session)
+    except LiveAvatarError as exc:
+        return _liveavatar_failed(exc)
+    return JsonResponse({})
+
+
+@csrf_exempt  # also sent with fetch keepalive while the page closes
+@require_POST
+async def session_stop(request, session_id):
+    session = await _page_session(request, session_id)
+    if isinstance(session, JsonResponse):
+        return session
+    try:
+        reason = json.loads(request.body or b"{}").get("reason", "USER_CLOSED")
+    except (ValueError, AttributeError):
+        reason = None
+    if reason not in PAGE_STOP_REASONS:
+        return _ingest_error("bad_request", f"reason must be one of {', '.join(sorted(PAGE_STOP_REASONS))}.", 400)
+    try:
+        await lifecycle.stop_for_page(session, reason)
+    except LiveAvatarError as exc:
+        return _liveavatar_failed(exc)
+    return JsonResponse({})
+
+
 @staff_member_required
 def dashboard_page(request):
     data = {
@@ -171,6 +247,11 @@ def dashboard_page(request):
         "feed_path": "/ws/dashboard/",
         "figures_path": reverse("sessions_app:dashboard_figures"),
         "time_zone": settings.TIME_ZONE,
+        # Live control from the cards, for staff allowed to (the API checks again).
+        "can_control": request.user.has_perm("sessions_app.control_session"),
+        "commands_path": reverse("api:send_command", args=[dashboard.ANY_SESSION]),
+        "max_text": settings.CONTROL_MAX_TEXT_CHARS,
+        "csrf_token": get_token(request),
     }
     return render(request, "sessions_app/dashboard.html", {"data": data})
 

@@ -83,7 +83,7 @@ def test_an_event_on_the_servers_time_is_not_flagged(client, auth):
 def test_a_stop_through_the_api_records_the_key_that_asked(client, auth):
     session_id = post_json(client, "/api/v1/sessions", {}, auth).json()["session_id"]
     body = post_json(client, f"/api/v1/sessions/{session_id}/stop", {}, auth).json()
-    assert (body["status"], body["end_reason"], body["ended_by"]) == ("ended", "API_ENDED", "api_key:crm")
+    assert (body["status"], body["end_reason"], body["ended_by"]) == ("ended", "API_ENDED", "api:crm")
 
 
 def test_a_stop_by_a_staff_member_through_the_api_records_them(client, auth):

@@ -17,12 +17,13 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.pagination import paginate
 from ninja.parser import Parser
 
+from control.api import router as control_router
 from operations import metrics
 
 from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
 from ..models import ApiKey, AvatarSession, EndReason, TranscriptEntry
-from .auth import READ, WRITE, caller, ended_by, requires
+from .auth import READ, WRITE, caller, requires
 from .schemas import (
     ErrorOut,
     EventBatchIn,
@@ -164,7 +165,7 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
         raise Throttled(wait=60) from None
     except minting.MintError as exc:
         raise _liveavatar_failed(exc.error) from None
-    page = minting.page_config(request, session, token)
+    page = minting.page_config(request, session, token)  # an API session: the browser-start shape
     scheme = "wss" if request.is_secure() else "ws"
     return Status(
         201,
@@ -283,7 +284,7 @@ async def stop_session(request, session_id: uuid.UUID):
         raise HttpError(409, f"The session is already {session.status}.")
     reason = EndReason.API_ENDED if isinstance(request.auth, ApiKey) else EndReason.STAFF_ENDED
     try:
-        return await lifecycle.stop_session(session, "USER_CLOSED", reason, ended_by=ended_by(request.auth))
+        return await lifecycle.stop_session(session, "USER_CLOSED", reason, ended_by=caller(request.auth))
     except LiveAvatarError as exc:
         raise _liveavatar_failed(exc) from None
 
@@ -302,3 +303,7 @@ def delete_session(request, session_id: uuid.UUID):
         raise HttpError(409, f"The session is {session.status}: stop it first.")
     session.delete()
     return Status(204, None)
+
+
+# Live control's operation lives with the rest of live control (control/api.py).
+api.add_router("", control_router)

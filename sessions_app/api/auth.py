@@ -19,6 +19,7 @@ from ..models import ApiKey
 
 READ = "sessions:read"
 WRITE = "sessions:write"
+CONTROL = "sessions:control"
 
 
 def use_key(raw_key: str) -> ApiKey | None:
@@ -62,10 +63,15 @@ class ApiKeyAuth(HttpBearer):
 class StaffSessionAuth(APIKeyCookie):
     """Same-origin browser calls by a logged-in staff user; unsafe methods need the CSRF token.
 
-    Holds every scope. Not throttled: staff are trusted and are no API key.
+    Holds every scope; an operation may also need a permission (`app_label.codename`). Not
+    throttled: staff are trusted and are no API key.
     """
 
     param_name = settings.SESSION_COOKIE_NAME
+
+    def __init__(self, permission: str | None = None):
+        self.permission = permission
+        super().__init__()
 
     def _get_key(self, request):
         # CSRF is checked in authenticate, and only for staff: otherwise an API client with a
@@ -78,19 +84,18 @@ class StaffSessionAuth(APIKeyCookie):
             return None
         if check_csrf(request):
             raise AuthorizationError(message="CSRF check failed: send the X-CSRFToken header.")
+        if self.permission and not user.has_perm(self.permission):
+            raise AuthorizationError(message=f"Your account does not have the {self.permission} permission.")
         return user
 
 
 def caller(auth) -> str:
-    """Who asked, as AvatarSession.visitor_key records it: the key's name or the staff user."""
+    """Who asked, as the record names callers (visitor_key, ended_by, a command's origin):
+    "api:<key name>" or "staff:<username>"."""
     name = f"api:{auth.name}" if isinstance(auth, ApiKey) else f"staff:{auth.get_username()}"
     return name[:64]
 
 
-def ended_by(auth) -> str:
-    """Who ended a session, as AvatarSession.ended_by records it."""
-    return f"api_key:{auth.name}" if isinstance(auth, ApiKey) else f"staff:{auth.get_username()}"
-
-
-def requires(scope: str) -> list:
-    return [ApiKeyAuth(scope), StaffSessionAuth()]
+def requires(scope: str, permission: str | None = None) -> list:
+    """An API key with `scope`, or a staff user (with `permission`, when given)."""
+    return [ApiKeyAuth(scope), StaffSessionAuth(permission)]

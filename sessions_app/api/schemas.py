@@ -130,7 +130,7 @@ class SessionOut(Schema):
         description="Ours (USER_CLOSED, STAFF_ENDED, API_ENDED, ORPHANED, BUDGET_EXCEEDED, MAX_DURATION, "
         "START_FAILED) or LiveAvatar's own (e.g. MAX_DURATION_REACHED, IDLE_TIMEOUT)."
     )
-    ended_by: str = Field(description='Who ended it: "staff:<username>", "api_key:<name>", or empty.')
+    ended_by: str = Field(description='Who ended it: "staff:<username>", "api:<key name>", or empty.')
     error: str
     is_sandbox: bool
     interactivity: str
@@ -160,6 +160,9 @@ class TranscriptEntryOut(Schema):
     partial: bool = Field(alias="from_chunks", description="Built from partial chunks: no final text arrived.")
     origin: TranscriptOrigin
     latency_ms: int | None
+    sent_by: str = Field(
+        description="A line sent through live control: who sent it (staff:<user> or api:<key name>); else empty."
+    )
 
 
 class TranscriptOut(Schema):

@@ -9,7 +9,7 @@ import { websocketUrl } from "./config.js";
 import { EventQueue } from "./event-queue.js";
 import { describeEndReason, parseServerEvent } from "./events.js";
 import { Forwarder } from "./forwarder.js";
-import { LiveAvatarApi } from "./liveavatar-api.js";
+import { LiveAvatarApi, ServerSessionApi } from "./liveavatar-api.js";
 import { Microphone } from "./mic.js";
 import { AVATAR_IDENTITY, RoomEvent, agentIdentity, createRoom } from "./room.js";
 import { Transcript } from "./transcript.js";
@@ -19,6 +19,8 @@ const KEEPALIVE_MS = 60000;
 const ACK_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 5000;
 const SERVER_END_WAIT_MS = 2000;
+// Ends someone chose (the visitor, staff, the site), as LiveAvatar is told: USER_CLOSED.
+const DELIBERATE_ENDS = new Set(["USER_CLOSED", "STAFF_ENDED", "API_ENDED"]);
 
 export class Conversation {
   // makeRoom is an option so that tests can hold a conversation without a browser.
@@ -28,14 +30,19 @@ export class Conversation {
     this.makeRoom = makeRoom;
     this.state = "idle"; // idle → connecting → live → ending → ended
     this.stage = "";
-    this.api = new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
+    // Who starts the session: the page with its session token, or the server (the page never has it).
+    this.api = config.session_start === "server"
+      ? new ServerSessionApi(config)
+      : new LiveAvatarApi(config.liveavatar_api_url, config.session_token);
     const queue = new EventQueue({ sessionId: config.session_id, httpUrl: config.events_http_url, storage });
     this.forwarder = new Forwarder({
       queue, wsUrl: websocketUrl(config.events_ws_url), httpUrl: config.events_http_url,
       onEnded: (ended) => this.#serverEnded(ended),
+      onControl: (message) => this.control(message),
     });
     this.serverEnd = null; // how the server recorded the end, once it says
     this.serverEndHeard = new Promise((resolve) => (this.heardServerEnd = resolve));
+    this.controlsSeen = new Set();
     this.transcript = new Transcript();
     this.pushToTalkMode = config.interactivity === "PUSH_TO_TALK";
     this.room = null;
@@ -108,12 +115,51 @@ export class Conversation {
 
   // Commands (agent-control)
 
-  async command(eventType, fields = {}) {
+  // `control_id`: the live-control command this one carries out; it goes in the forwarded copy
+  // only, so that the stored record and the line it causes point back to who sent it.
+  async command(eventType, fields = {}, { controlId = null } = {}) {
     if (this.state !== "live") return null;
     const command = makeCommand(eventType, fields);
-    this.forwarder.record("command", command);
+    this.forwarder.record("command", controlId ? { ...command, control_id: controlId } : command);
     await this.room.localParticipant.publishData(encodeCommand(command), { reliable: true, topic: COMMAND_TOPIC });
     return command;
+  }
+
+  /**
+   * A live-control command from staff or another system, relayed by the server on the forwarding
+   * socket. Resolves to the answer for the server ({ok, event_id} or {ok: false, message}), or
+   * null for a command already answered.
+   */
+  async control({ command_id: controlId, session_id: sessionId, command, text, sender }) {
+    if (this.controlsSeen.has(controlId)) return null;
+    this.controlsSeen.add(controlId);
+    if (sessionId !== this.config.session_id) return { ok: false, message: "This page runs another session." };
+    if (this.state !== "live") return { ok: false, message: `The conversation is not live (it is ${this.state}).` };
+    const by = { controlId };
+    const mark = this.config.mark_operator_lines ? sender : null;
+    let sent;
+    if (command === "speak_text") {
+      this.transcript.expectOperatorLine(mark);
+      sent = await this.command("avatar.speak_text", { text }, by);
+    } else if (command === "speak_response") {
+      sent = await this.command("avatar.speak_response", { text }, by);
+      // Asked by staff or a system, not by the visitor: shown only where operator lines are marked.
+      if (sent && mark) this.view.transcript(this.transcript.addTyped(text, mark));
+    } else if (command === "interrupt") {
+      sent = await this.interrupt(by);
+    } else if (command === "start_listening" || command === "stop_listening") {
+      sent = await this.setListening(command === "start_listening", by);
+    } else if (command === "end") {
+      sent = makeCommand("client.ended_by_control", { control_id: controlId, sender });
+      this.forwarder.record("client", sent);
+      const reason = sender === "staff" ? "STAFF_ENDED" : "API_ENDED";
+      // The server stops the session once this answer reaches it, with this reason; the room is
+      // left here at once (synchronously), so no stop event of the service's can overtake it.
+      this.#finish({ reason, words: describeEndReason(reason), stopAtService: false });
+    } else {
+      return { ok: false, message: `Unknown command ${command}.` };
+    }
+    return sent ? { ok: true, event_id: sent.event_id } : { ok: false, message: "The page could not send it." };
   }
 
   /** Ask the avatar (its LLM answers), or with `exactly` make it say the text word for word. */
@@ -124,18 +170,20 @@ export class Conversation {
     return command;
   }
 
-  interrupt() {
+  interrupt(by = {}) {
     if (this.speaking.avatar) {
       const entry = this.transcript.markInterrupted();
       if (entry) this.view.transcript(entry);
     }
-    return this.command("avatar.interrupt");
+    return this.command("avatar.interrupt", {}, by);
   }
 
-  async setListening(listening) {
-    if (!(await this.command(listening ? "avatar.start_listening" : "avatar.stop_listening"))) return;
+  async setListening(listening, by = {}) {
+    const command = await this.command(listening ? "avatar.start_listening" : "avatar.stop_listening", {}, by);
+    if (!command) return null;
     this.listening = listening;
     this.view.listening(listening);
+    return command;
   }
 
   /** Push-to-talk: the mic is open only between the server's "started" and the release. */
@@ -311,7 +359,7 @@ export class Conversation {
   // The one way out, whoever asked for it.
 
   // `reason` is a SessionEndReason (API.md §2.4) or, for a failed start, <STAGE>_FAILED.
-  #finish({ reason, words, fromServer = false, failed = false }) {
+  #finish({ reason, words, fromServer = false, failed = false, stopAtService = true }) {
     if (this.finishing) return this.finishing;
     this.#setState("ending");
     if (!fromServer) this.client("client.stop_requested", { reason });
@@ -319,11 +367,11 @@ export class Conversation {
     clearInterval(this.keepAliveTimer);
     for (const waiter of [...this.waiters]) waiter.resolve(null);
     this.finishing = (async () => {
-      if (this.starting) {
+      if (this.starting && stopAtService) {
         // A stop must not overtake the start it cancels.
         await withTimeout(this.starting.catch(() => {}), STOP_TIMEOUT_MS);
         try {
-          const stopReason = reason === "USER_CLOSED" ? reason : "USER_DISCONNECTED";
+          const stopReason = DELIBERATE_ENDS.has(reason) ? "USER_CLOSED" : "USER_DISCONNECTED";
           await withTimeout(this.api.stop(stopReason), STOP_TIMEOUT_MS);
         } catch (error) {
           this.client("client.error", { message: error.message, stage: "stop" });

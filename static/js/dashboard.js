@@ -8,6 +8,7 @@ const data = JSON.parse(document.getElementById("dashboard-data").textContent);
 const SVG = "http://www.w3.org/2000/svg";
 const LIVE = new Set(["started", "active"]);  // as the server's FEED_STATUSES
 const SPEAKERS = { avatar: "Avatar", user: "Visitor" };
+const ANY_SESSION = "00000000-0000-0000-0000-000000000000"; // as in data.commands_path
 
 function el(tag, attrs = {}, text) {
   const node = document.createElement(tag);
@@ -103,14 +104,75 @@ function card(session) {
     const link = el("a", { href: session.admin_url }, session.id.slice(0, 8));
     header.append(link, el("span", { class: "status" }));
     node.append(header, el("p", { class: "meta" }), el("ol", { class: "transcript" }));
+    if (data.can_control) node.append(controlBox(session.id));
     live.prepend(node);
   }
   node.querySelector(".status").textContent = session.end_reason ? `${session.status} (${session.end_reason})` : session.status;
   meta(node, session);
   node.classList.toggle("over", !LIVE.has(session.status));
+  for (const control of node.querySelectorAll(".control input, .control button")) control.disabled = !LIVE.has(session.status);
   node.dataset.status = session.status;
   document.getElementById("live-empty").hidden = live.children.length > 0;
   return node;
+}
+
+// Live control: what staff type here the avatar says (or answers) in the visitor's conversation.
+const ACTIONS = [
+  ["speak_text", "Say this", "primary"], ["speak_response", "Ask the avatar"], ["interrupt", "Interrupt"],
+  ["start_listening", "Start listening"], ["stop_listening", "Stop listening"], ["end", "End conversation", "danger"],
+];
+const DONE = {
+  speak_text: "Sent: the avatar is saying it.", speak_response: "Sent: the avatar is answering it.",
+  interrupt: "Sent: the avatar was interrupted.", start_listening: "Sent: the avatar is listening.",
+  stop_listening: "Sent: the avatar stopped listening.", end: "The conversation was ended.",
+};
+
+function controlBox(sessionId) {
+  const form = el("form", { class: "control", "aria-label": "Control this conversation" });
+  const id = `control-text-${sessionId}`;
+  const input = el("input", { id, name: "text", type: "text", maxlength: String(data.max_text), autocomplete: "off",
+    placeholder: "Type what the avatar should say" });
+  const buttons = el("div", { class: "control-buttons" });
+  for (const [command, label, style] of ACTIONS) {
+    buttons.append(el("button", { type: "submit", value: command, class: style || "" }, label));
+  }
+  const result = el("p", { class: "control-result", role: "status" });
+  form.append(el("label", { for: id }, "Step in"), input, buttons, result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const command = event.submitter?.value || "speak_text";
+    const speaks = command === "speak_text" || command === "speak_response";
+    const text = input.value.trim();
+    if (speaks && !text) { say(result, "Type what the avatar should say first.", true); input.focus(); return; }
+    if (command === "end" && !confirm("End this visitor's conversation?")) return;
+    say(result, "Sending…");
+    form.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+    try {
+      const response = await fetch(data.commands_path.replace(ANY_SESSION, sessionId), {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": data.csrf_token },
+        body: JSON.stringify(speaks ? { command, text } : { command }),
+      });
+      const answer = await response.json().catch(() => ({}));
+      if (response.status === 202) {
+        say(result, DONE[command]);
+        if (speaks) input.value = "";
+      } else {
+        say(result, answer.message || `Not sent (HTTP ${response.status}).`, true);
+      }
+    } catch {
+      say(result, "Not sent: the server could not be reached.", true);
+    } finally {
+      const live = LIVE.has(document.getElementById(`session-${sessionId}`)?.dataset.status);
+      form.querySelectorAll("button").forEach((button) => { button.disabled = !live; });
+    }
+  });
+  return form;
+}
+
+function say(node, text, failed = false) {
+  node.textContent = text;
+  node.classList.toggle("failed", failed);
 }
 
 function meta(node, metrics) {
@@ -128,7 +190,8 @@ function entry(sessionId, item) {
     list.insertBefore(li, after || null);
   }
   li.className = [item.speaker, item.partial ? "partial" : "", item.interrupted ? "interrupted" : ""].join(" ").trim();
-  li.replaceChildren(el("strong", {}, `${SPEAKERS[item.speaker] || item.speaker}: `), item.text);
+  li.replaceChildren(el("strong", {}, `${item.sender || SPEAKERS[item.speaker] || item.speaker}: `), item.text);
+  li.classList.toggle("operator", Boolean(item.sender));
   list.scrollTop = list.scrollHeight;
 }
 

@@ -1,6 +1,8 @@
 // Forwards every event of a session to Django (ARCHITECTURE.md "Forwarding protocol"): a
 // websocket while the page is open, re-sending whatever is not acknowledged after each reconnect
-// (with back-off), and navigator.sendBeacon for what is left when the page goes away.
+// (with back-off), and navigator.sendBeacon for what is left when the page goes away. The same
+// socket brings live-control commands from staff or other systems: `onControl` carries each out
+// and its answer goes back on the socket the command came on.
 
 import CLOSE_CODES from "./close-codes.json" with { type: "json" };
 import { forgetIfEmpty, leftoverQueues } from "./event-queue.js";
@@ -14,8 +16,10 @@ const BEACON_MAX_BYTES = 60000;
 
 export class Forwarder {
   constructor({ queue, wsUrl, httpUrl, WebSocketImpl = globalThis.WebSocket, sendBeacon, timers = globalThis,
-    maxEvents = 200, maxBytes = 60000, onStatus = () => {}, onEnded = () => {} }) {
-    Object.assign(this, { queue, wsUrl, httpUrl, WebSocketImpl, timers, maxEvents, maxBytes, onStatus, onEnded });
+    maxEvents = 200, maxBytes = 60000, onStatus = () => {}, onEnded = () => {}, onControl = null }) {
+    Object.assign(this, {
+      queue, wsUrl, httpUrl, WebSocketImpl, timers, maxEvents, maxBytes, onStatus, onEnded, onControl,
+    });
     this.sendBeacon = sendBeacon ?? ((url, body) => globalThis.navigator.sendBeacon(url, body));
     this.socket = null;
     this.sentUpTo = 0; // highest seq already sent on the current socket
@@ -87,7 +91,7 @@ export class Forwarder {
       this.onStatus("open");
       this.#flush();
     };
-    socket.onmessage = (message) => this.#receive(message.data);
+    socket.onmessage = (message) => this.#receive(message.data, socket);
     socket.onclose = (close) => {
       if (this.socket !== socket) return;
       this.socket = null;
@@ -107,7 +111,7 @@ export class Forwarder {
     }
   }
 
-  #receive(data) {
+  #receive(data, socket) {
     let message;
     try {
       message = JSON.parse(data);
@@ -117,6 +121,8 @@ export class Forwarder {
     if (message.type === "session.ended") {
       // How the server recorded the end (a staff member, the site, the time limit...), sent once.
       this.onEnded({ status: message.status, endReason: message.end_reason });
+    } else if (message.type === "control") {
+      this.#control(message, socket);
     } else if (message.type === "ack") {
       this.queue.remove(message.seqs ?? []);
       this.#maybeDrained();
@@ -138,6 +144,18 @@ export class Forwarder {
         this.#maybeDrained();
       }
     }
+  }
+
+  async #control(message, socket) {
+    let result;
+    try {
+      result = this.onControl ? await this.onControl(message) : { ok: false, message: "This page takes no commands." };
+    } catch (error) {
+      result = { ok: false, message: error.message };
+    }
+    // null: already answered (the command came on an earlier socket too).
+    if (!result || socket.readyState !== 1) return;
+    socket.send(JSON.stringify({ type: "control_result", command_id: message.command_id, ...result }));
   }
 
   #retryLater(action) {

@@ -1,4 +1,5 @@
-// The three LiveAvatar REST calls the browser makes with the session token (API.md §2.2-2.4).
+// The three LiveAvatar REST calls the browser makes with the session token (API.md §2.2-2.4), or
+// asks the server to make (ServerSessionApi).
 // Stop is sent at most once, whatever ends the session, and can ride a keepalive fetch so that
 // it still leaves when the page is closing.
 
@@ -71,4 +72,49 @@ function errorMessage(payload, status) {
   const said = payload?.message || detail || payload?.error;
   if (status === 401 || status === 403) return `The avatar service refused this session${said ? `: ${said}` : ""}.`;
   return said ? `The avatar service said: ${said}` : `The avatar service answered with an error (HTTP ${status}).`;
+}
+
+/**
+ * The same three calls when the server starts the session (LIVEAVATAR_SESSION_START = "server"):
+ * the page asks this site, which calls LiveAvatar with the session token the page never sees.
+ */
+export class ServerSessionApi {
+  constructor({ start_url: startUrl, keep_alive_url: keepAliveUrl, stop_url: stopUrl },
+    fetchImpl = (...args) => globalThis.fetch(...args)) {
+    Object.assign(this, { startUrl, keepAliveUrl, stopUrl, fetch: fetchImpl });
+    this.stopping = null;
+  }
+
+  async start() {
+    const data = await this.#post(this.startUrl, {});
+    if (!data?.livekit_url || !data?.livekit_client_token) {
+      throw new LiveAvatarError("The avatar service started the session but sent no room to join.");
+    }
+    return data;
+  }
+
+  keepAlive() {
+    return this.#post(this.keepAliveUrl, {});
+  }
+
+  stop(reason = "USER_CLOSED", { keepalive = false } = {}) {
+    this.stopping ??= this.#post(this.stopUrl, { reason }, { keepalive });
+    return this.stopping;
+  }
+
+  async #post(url, body, { keepalive = false } = {}) {
+    let response;
+    try {
+      response = await this.fetch(url, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), keepalive,
+        credentials: "same-origin",
+      });
+    } catch {
+      throw new LiveAvatarError("The server could not be reached. Check your connection and try again.");
+    }
+    const payload = await response.json().catch(() => null);
+    if (response.ok) return payload;
+    throw new LiveAvatarError(payload?.message || `The server answered with an error (HTTP ${response.status}).`,
+      { status: response.status, code: payload?.error ?? null });
+  }
 }

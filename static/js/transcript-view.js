@@ -2,6 +2,15 @@
 // the speaker, updated in place while its words arrive.
 
 const SPEAKERS = { user: "You", avatar: "Avatar" };
+// Lines sent through live control, where the site marks them.
+const ON_BEHALF = { staff: "on behalf of our staff", api: "an automatic message" };
+const ASKED_BY = { staff: "Staff (asked the avatar)", api: "The site (asked the avatar)" };
+
+function speakerLabel(entry) {
+  if (entry.sentBy && entry.speaker === "avatar") return `Avatar (${ON_BEHALF[entry.sentBy] ?? entry.sentBy})`;
+  if (entry.sentBy) return ASKED_BY[entry.sentBy] ?? entry.sentBy;
+  return `${SPEAKERS[entry.speaker] ?? entry.speaker}${entry.typed ? " (typed)" : ""}`;
+}
 
 export class TranscriptView {
   constructor(list, emptyNote = null) {
@@ -15,11 +24,12 @@ export class TranscriptView {
     if (!item) {
       item = document.createElement("li");
       const speaker = document.createElement("strong");
-      speaker.textContent = `${SPEAKERS[entry.speaker] ?? entry.speaker}${entry.typed ? " (typed)" : ""}:`;
+      speaker.textContent = `${speakerLabel(entry)}:`;
       const text = document.createElement("span");
       const note = document.createElement("em");
       item.append(speaker, " ", text, note);
       item.dataset.speaker = entry.speaker;
+      if (entry.sentBy) item.dataset.sentBy = entry.sentBy;
       this.items.set(entry.id, item);
       this.list.append(item);
       if (this.emptyNote) this.emptyNote.hidden = true;

@@ -12,6 +12,12 @@ export class Transcript {
     this.open = { user: null, avatar: null };
     // A bubble closed by speak_ended while still partial: its final may follow.
     this.awaitingFinal = { user: null, avatar: null };
+    this.operatorLine = null; // who sent the next avatar line (live control), when it is marked
+  }
+
+  /** The next avatar line is one staff ("staff") or a system ("api") sent through live control. */
+  expectOperatorLine(sender) {
+    this.operatorLine = sender || null;
   }
 
   /** Apply one parsed event; returns the entry it created or changed, or null. */
@@ -39,9 +45,10 @@ export class Transcript {
     }
   }
 
-  /** A message the visitor typed for the avatar to answer: shown in order, never merged. */
-  addTyped(text) {
+  /** A message typed for the avatar to answer (by the visitor, or `sentBy` staff or a system): shown in order, never merged. */
+  addTyped(text, sentBy = null) {
     const entry = { id: this.entries.length + 1, speaker: "user", text, final: true, interrupted: false, typed: true };
+    if (sentBy) entry.sentBy = sentBy;
     this.entries.push(entry);
     return entry;
   }
@@ -118,6 +125,10 @@ export class Transcript {
 
   #add(speaker, text, final = false) {
     const entry = { id: this.entries.length + 1, speaker, text, final, interrupted: false };
+    if (speaker === "avatar" && this.operatorLine) {
+      entry.sentBy = this.operatorLine;
+      this.operatorLine = null;
+    }
     this.entries.push(entry);
     this.open[speaker] = entry;
     return entry;

@@ -8,6 +8,7 @@ import gzip
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -54,8 +55,11 @@ def seen_states(page):
 
 
 def count_stops(page) -> list:
+    """The page's stop calls: to LiveAvatar, or to this site when the server starts sessions."""
     stops = []
-    page.on("request", lambda request: stops.append(request.url) if request.url.endswith("/v1/sessions/stop") else None)
+    page.on(
+        "request", lambda request: stops.append(request.url) if urlsplit(request.url).path.endswith("/stop") else None
+    )
     return stops
 
 
@@ -88,7 +92,14 @@ def stored_seqs(sid):
     return list(SessionEvent.objects.filter(session_id=sid).order_by("seq").values_list("seq", flat=True))
 
 
-def test_it_holds_a_whole_conversation(daphne_server, launch):
+@pytest.fixture(params=["browser", "server"])
+def any_start_server(request, make_daphne_server):
+    """The site with the page starting sessions (the default), or with the server starting them."""
+    return make_daphne_server(env={"LIVEAVATAR_SESSION_START": request.param})
+
+
+def test_it_holds_a_whole_conversation(any_start_server, launch):
+    daphne_server = any_start_server
     page = launch()
     stops = count_stops(page)
     start(page, daphne_server.url)

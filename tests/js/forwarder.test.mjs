@@ -246,3 +246,22 @@ test("after close, a cut socket still reconnects until everything is acknowledge
   assert.equal(timers.delays().length, 0);
   assert.equal(storage.length, 0);
 });
+
+test("a live-control command is carried out and answered on the socket it came on", async () => {
+  FakeSocket.all = [];
+  const queue = new EventQueue({ sessionId: "s1", httpUrl: "/e", storage: new MemoryStorage() });
+  const seen = [];
+  const forwarder = new Forwarder({
+    queue, wsUrl: "ws://x", httpUrl: "/e", WebSocketImpl: FakeSocket, timers: manualTimers(),
+    onControl: async (message) => { seen.push(message.command); return message.command === "interrupt" ? { ok: true, event_id: "e1" } : null; },
+  }).start();
+  const socket = FakeSocket.all.at(-1);
+  socket.open();
+  socket.answer({ type: "control", command_id: "c1", session_id: "s1", command: "interrupt", text: "" });
+  socket.answer({ type: "control", command_id: "c1", session_id: "s1", command: "again", text: "" });
+  await tick();
+  assert.deepEqual(seen, ["interrupt", "again"]);
+  // The second answered null (already handled elsewhere): nothing is sent for it.
+  assert.deepEqual(socket.sent, [{ type: "control_result", command_id: "c1", ok: true, event_id: "e1" }]);
+  forwarder.stopped = true;
+});
