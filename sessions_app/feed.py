@@ -20,13 +20,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 _ADMIN_URL = None
+# A URL reversed once for this id stands for every session's (the page puts the real id in).
+ANY_SESSION = "00000000-0000-0000-0000-000000000000"
 
 
 def _admin_url(pk) -> str:
     global _ADMIN_URL
     if _ADMIN_URL is None:  # reverse() once: this runs for every stored batch
-        _ADMIN_URL = reverse("admin:sessions_app_avatarsession_change", args=["00000000-0000-0000-0000-000000000000"])
-    return _ADMIN_URL.replace("00000000-0000-0000-0000-000000000000", str(pk))
+        _ADMIN_URL = reverse("admin:sessions_app_avatarsession_change", args=[ANY_SESSION])
+    return _ADMIN_URL.replace(ANY_SESSION, str(pk))
 
 
 METRICS = ("turn_count", "interruption_count", "median_latency_ms")  # what a live card shows of a session

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from operations import logs, metrics
 
-from . import credentials, dashboard, ingest, lifecycle
+from . import credentials, dashboard, feed, ingest, lifecycle
 from .liveavatar import LiveAvatarError
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
@@ -249,7 +249,7 @@ def dashboard_page(request):
         "time_zone": settings.TIME_ZONE,
         # Live control from the cards, for staff allowed to (the API checks again).
         "can_control": request.user.has_perm("sessions_app.control_session"),
-        "commands_path": reverse("api:send_command", args=[dashboard.ANY_SESSION]),
+        "commands_path": reverse("api:send_command", args=[feed.ANY_SESSION]),
         "max_text": settings.CONTROL_MAX_TEXT_CHARS,
         "csrf_token": get_token(request),
     }
