@@ -5,6 +5,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("sessions_app.api.urls")),
+    path("", include("profiles.urls")),
     path("", include("sessions_app.urls")),
 ]
 

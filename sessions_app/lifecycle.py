@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from profiles import budgets
+
 from . import background, dashboard, liveavatar, transcript
 from .models import TRANSITIONS, AvatarSession, SessionStatus, Speaker, TranscriptEntry, TranscriptOrigin
 from .transcript_rows import ENTRY_FIELDS, write_entries
@@ -218,12 +220,20 @@ def _due(now: datetime) -> tuple[list, list, list]:
 
 
 async def reap_orphans(now: datetime | None = None) -> dict:
-    """One pass: stop orphans, expire tokens never started, reconcile ended sessions.
+    """One pass: stop sessions over budget and orphans, expire tokens never started, reconcile ended sessions.
 
     Each session is handled on its own: LiveAvatar failing for one leaves it for the next pass.
     """
-    orphans, expired, unreconciled = await database_sync_to_async(_due)(now or timezone.now())
-    counts = {"orphaned": 0, "expired": 0, "reconciled": 0, "failed": 0}
+    now = now or timezone.now()
+    counts = {"over_budget": 0, "orphaned": 0, "expired": 0, "reconciled": 0, "failed": 0}
+    for session in await database_sync_to_async(budgets.over_budget)(now):
+        try:
+            await stop_session(session, reason=budgets.STOP_REASON, end_reason=budgets.BUDGET_EXCEEDED)
+            counts["over_budget"] += 1
+        except liveavatar.LiveAvatarError as exc:
+            log.warning("could not stop session %s over its budget: %s", session.id, exc)
+            counts["failed"] += 1
+    orphans, expired, unreconciled = await database_sync_to_async(_due)(now)
     for session in orphans:
         try:
             unreconciled.append(await stop_session(session, reason="USER_DISCONNECTED", end_reason=ORPHANED))

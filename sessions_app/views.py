@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
+from profiles import embedding
+
 from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
 from .models import AvatarSession
@@ -60,18 +62,30 @@ def _failure(exc: MintRateLimited | MintError) -> tuple[str, int]:
 
 
 @require_GET
-async def index(request):
-    """The visitor page, with a new session's token (or the words saying why there is none)."""
+async def index(request, slug: str | None = None):
+    """A profile's visitor page (`/` is the default profile's) with a new session's token, or the words
+    saying why there is none. Framed by another site, it mints only when the visitor starts: only the
+    profile's allowed origins may frame it (CSP frame-ancestors), so only they lead to a token."""
+    profile = await embedding.page_profile(slug)
     visitor_key, new_visitor = _visitor_key(request)
-    try:
-        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""))
-    except (MintRateLimited, MintError) as exc:
-        message, status = _failure(exc)
-        config = error_config(message)
+    framed = request.headers.get("Sec-Fetch-Dest") in ("iframe", "frame")
+    auto_start = "auto_start" in request.GET
+    if framed:
+        config, status = embedding.deferred_config(request, profile, visitor_key, auto_start=auto_start), 200
     else:
-        config, status = page_config(request, session, token, auto_start="auto_start" in request.GET), 200
+        try:
+            session, token = await mint_session(
+                visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""), profile=profile
+            )
+        except (MintRateLimited, MintError) as exc:
+            message, status = _failure(exc)
+            config = error_config(message)
+        else:
+            config, status = page_config(request, session, token, auto_start=auto_start), 200
+        config |= embedding.page_fields(request, profile, visitor_key)
     # The page's "Start a new conversation" form carries the CSRF token (and sets its cookie).
-    response = render(request, "sessions_app/index.html", {"config": config}, status=status)
+    response = render(request, "sessions_app/index.html", {"config": config, "profile": profile}, status=status)
+    embedding.allow_framing(response, profile)
     return _remember_visitor(response, visitor_key, new_visitor)
 
 

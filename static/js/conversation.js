@@ -296,6 +296,7 @@ export class Conversation {
   // `reason` is a SessionEndReason (API.md §2.4) or, for a failed start, <STAGE>_FAILED.
   #finish({ reason, words, fromServer = false, failed = false }) {
     if (this.finishing) return this.finishing;
+    this.endReason = reason;
     this.#setState("ending");
     if (!fromServer) this.client("client.stop_requested", { reason });
     this.abortJoin?.();
