@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import IntegrityError, models
 from django.utils import timezone
 
@@ -79,7 +80,7 @@ class AvatarProfile(models.Model):
     video_quality = models.CharField(max_length=16, choices=VideoQuality.choices, default=VideoQuality.HIGH)
     is_sandbox = models.BooleanField(default=False, help_text="Free one-minute sessions with the sandbox avatar only.")
     max_session_duration = models.PositiveIntegerField(
-        default=600, help_text="Seconds one conversation may last at most."
+        default=600, validators=[MinValueValidator(30)], help_text="Seconds one conversation may last at most."
     )
 
     heading = models.CharField(max_length=200, default="Talk to the avatar")

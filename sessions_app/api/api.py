@@ -15,6 +15,9 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.pagination import paginate
 from ninja.parser import Parser
 
+from profiles import embedding
+from profiles.api import router as profiles_router
+
 from .. import ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
 from ..models import AvatarSession, TranscriptEntry
@@ -117,7 +120,7 @@ def on_validation_error(request, exc: ValidationError):
 
 
 def _session(session_id: uuid.UUID) -> AvatarSession:
-    return get_object_or_404(AvatarSession, pk=session_id)
+    return get_object_or_404(AvatarSession.objects.select_related("profile"), pk=session_id)
 
 
 def _liveavatar_failed(exc: LiveAvatarError) -> HttpError:
@@ -145,14 +148,21 @@ OVERRIDE_NAMES = {
 async def create_session(request, overrides: SessionCreateIn | None = None):
     chosen = overrides.model_dump(exclude_none=True) if overrides else {}
     try:
+        profile = await embedding.page_profile(chosen.pop("profile", None))
+    except Http404:
+        raise HttpError(422, "profile: no active profile has this slug.") from None
+    try:
         session, token = await minting.mint_session(
             visitor_key=caller(request.auth),
             client_address=request.META.get("REMOTE_ADDR", ""),
             created_via="api",
             overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()},
+            profile=profile,
         )
-    except minting.MintRateLimited:
-        raise Throttled(wait=60) from None
+    except minting.MintRateLimited as exc:
+        refused = Throttled(wait=exc.retry_after)
+        refused.message = exc.message  # why, and when it resets
+        raise refused from None
     except minting.MintError as exc:
         raise _liveavatar_failed(exc.error) from None
     page = minting.page_config(request, session, token)
@@ -182,7 +192,9 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
 )
 @paginate(Pages)
 def list_sessions(request, filters: Query[SessionFilters]):
-    sessions = AvatarSession.objects.all()
+    sessions = AvatarSession.objects.select_related("profile")
+    if filters.profile:
+        sessions = sessions.filter(profile__slug=filters.profile)
     if filters.status:
         sessions = sessions.filter(status=filters.status)
     if filters.created_after:
@@ -272,9 +284,10 @@ async def stop_session(request, session_id: uuid.UUID):
     if not session.is_live:
         raise HttpError(409, f"The session is already {session.status}.")
     try:
-        return await lifecycle.stop_session(session, "USER_CLOSED")
+        session = await lifecycle.stop_session(session, "USER_CLOSED")
     except LiveAvatarError as exc:
         raise _liveavatar_failed(exc) from None
+    return await AvatarSession.objects.select_related("profile").aget(pk=session.pk)
 
 
 @api.delete(
@@ -291,3 +304,6 @@ def delete_session(request, session_id: uuid.UUID):
         raise HttpError(409, f"The session is {session.status}: stop it first.")
     session.delete()
     return Status(204, None)
+
+
+api.add_router("/profiles", profiles_router)
