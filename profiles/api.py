@@ -36,28 +36,35 @@ Minutes = Annotated[int, Interval(ge=0, le=24 * 60), BeforeValidator(_json_numbe
 Seconds = Annotated[int, Interval(ge=30, le=24 * 3600), BeforeValidator(_json_number)]
 Count = Annotated[int, Interval(ge=0, le=100_000), BeforeValidator(_json_number)] | None
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["en", "fr"])]
-Origins = Annotated[list[Annotated[str, Field(max_length=300)]], Field(max_length=50)]
+PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+ORIGIN = rf"^https?://{LABEL}(\.{LABEL})*(:{PORT})?$"
+Origins = Annotated[list[Annotated[str, Field(pattern=ORIGIN, max_length=300)]], Field(max_length=50)]
 
 
 class ProfileFields(Schema):
-    """Every field; a POST needs slug, name and avatar_id, a PATCH sends only what changes."""
+    """Every field; a POST needs slug, name and avatar_id, a PATCH sends only what changes. Only the
+    ids and the budgets take null (no voice, no context, no voice agent; no limit)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
-    active: StrictBool | None = None
-    avatar_id: uuid.UUID | None = None
+    # Not nullable, yet not required: absent means unchanged (the defaults are never validated).
+    name: Annotated[Text, Field(min_length=1, max_length=100)] = None
+    active: StrictBool = None
+    avatar_id: uuid.UUID = None
     voice_id: uuid.UUID | None = Field(None, description="null: the avatar's default voice.")
     context_id: uuid.UUID | None = Field(None, description="null: no context (the avatar only listens).")
-    voice_agent_id: uuid.UUID | None = Field(None, description="A stored voice agent, instead of voice and context.")
-    language: Language | None = None
-    interactivity: Literal["CONVERSATIONAL", "PUSH_TO_TALK"] | None = None
-    video_quality: Literal["very_high", "high", "medium", "low"] | None = None
-    is_sandbox: StrictBool | None = None
-    max_session_duration: Seconds | None = Field(None, description="Seconds one conversation may last at most.")
-    heading: Annotated[Text, Field(max_length=200)] | None = None
-    intro: Annotated[Text, Field(max_length=5000)] | None = None
-    allowed_origins: Origins | None = Field(
+    voice_agent_id: uuid.UUID | None = Field(
+        None, description="A stored voice agent: when set, it is sent instead of voice_id and context_id."
+    )
+    language: Language = None
+    interactivity: Literal["CONVERSATIONAL", "PUSH_TO_TALK"] = None
+    video_quality: Literal["very_high", "high", "medium", "low"] = None
+    is_sandbox: StrictBool = Field(None, description="Sandbox sessions always use the sandbox avatar.")
+    max_session_duration: Seconds = Field(None, description="Seconds one conversation may last at most.")
+    heading: Annotated[Text, Field(min_length=1, max_length=200)] = None
+    intro: Annotated[Text, Field(max_length=5000)] = None
+    allowed_origins: Origins = Field(
         None,
         description="Sites that may embed the profile: scheme://host[:port] each.",
         examples=[["https://shop.example"]],
@@ -155,7 +162,7 @@ def list_profiles(request):
     summary="Create an avatar profile",
 )
 def create_profile(request, body: ProfileCreateIn):
-    changes = body.model_dump(exclude_none=True)
+    changes = body.model_dump(exclude_unset=True)
     return Status(201, _save(AvatarProfile(), changes))
 
 

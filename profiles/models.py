@@ -73,12 +73,16 @@ class AvatarProfile(models.Model):
         max_length=64, blank=True, help_text="What the avatar knows and how it behaves. Empty: it only listens."
     )
     voice_agent_id = models.CharField(
-        max_length=64, blank=True, help_text="A stored voice agent, instead of a voice and a context."
+        max_length=64,
+        blank=True,
+        help_text="A stored voice agent: when set, it is sent instead of the voice and the context.",
     )
     language = models.CharField(max_length=16, default="en")
     interactivity = models.CharField(max_length=16, choices=Interactivity.choices, default=Interactivity.CONVERSATIONAL)
     video_quality = models.CharField(max_length=16, choices=VideoQuality.choices, default=VideoQuality.HIGH)
-    is_sandbox = models.BooleanField(default=False, help_text="Free one-minute sessions with the sandbox avatar only.")
+    is_sandbox = models.BooleanField(
+        default=False, help_text="Free one-minute sessions; they always use the sandbox avatar (Wayne)."
+    )
     max_session_duration = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(30)], help_text="Seconds one conversation may last at most."
     )
@@ -130,14 +134,6 @@ class AvatarProfile(models.Model):
             "is_sandbox": source.LIVEAVATAR_SANDBOX,
             "max_session_duration": source.LIVEAVATAR_MAX_SESSION_SECONDS,
         }
-
-    def clean(self):
-        if self.voice_agent_id and (self.voice_id or self.context_id):
-            raise ValidationError(
-                {"voice_agent_id": "A voice agent brings its own voice and context: leave those two empty."}
-            )
-        if self.is_sandbox and self.avatar_id != settings.SANDBOX_AVATAR_ID:
-            raise ValidationError({"avatar_id": "Sandbox sessions can only use the sandbox avatar (Wayne)."})
 
     @property
     def is_default(self) -> bool:

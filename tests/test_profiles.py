@@ -102,8 +102,8 @@ def test_a_token_minted_on_a_profile_page_carries_that_profiles_ids(liveavatar):
     assert session.profile == profile and page_config(response)["session_id"] == str(session.id)
 
 
-def test_a_voice_agent_profile_sends_the_voice_agent(liveavatar):
-    make_profile(slug="agent", voice_id="", context_id="", voice_agent_id=agent.VOICE_AGENT_ID, language="en")
+def test_a_voice_agent_profile_sends_the_voice_agent_instead_of_voice_and_context(liveavatar):
+    make_profile(slug="agent", voice_agent_id=agent.VOICE_AGENT_ID, language="en")
     assert Client().get("/p/agent/").status_code == 200
     [sent] = liveavatar.token_calls()
     assert sent["voice_agent"] == {"id": agent.VOICE_AGENT_ID, "language": "en"} and "avatar_persona" not in sent
@@ -128,8 +128,6 @@ def test_an_unknown_or_inactive_profile_has_no_page(liveavatar):
 def test_it_checks_a_profiles_fields():
     with pytest.raises(ValidationError, match="not an origin"):
         make_profile(allowed_origins=["https://shop.example/path"]).full_clean()
-    with pytest.raises(ValidationError, match="voice agent brings its own"):
-        AvatarProfile(slug="x", name="x", avatar_id="a", voice_id="v", voice_agent_id="g").full_clean()
     AvatarProfile(slug="ok", name="ok", avatar_id="a", allowed_origins=["https://shop.example:8443"]).full_clean()
 
 

@@ -39,7 +39,9 @@ class Migration(migrations.Migration):
                 (
                     "voice_agent_id",
                     models.CharField(
-                        blank=True, help_text="A stored voice agent, instead of a voice and a context.", max_length=64
+                        blank=True,
+                        help_text="A stored voice agent: when set, it is sent instead of the voice and the context.",
+                        max_length=64,
                     ),
                 ),
                 ("language", models.CharField(default="en", max_length=16)),
@@ -70,7 +72,7 @@ class Migration(migrations.Migration):
                 (
                     "is_sandbox",
                     models.BooleanField(
-                        default=False, help_text="Free one-minute sessions with the sandbox avatar only."
+                        default=False, help_text="Free one-minute sessions; they always use the sandbox avatar (Wayne)."
                     ),
                 ),
                 (

@@ -140,7 +140,7 @@ OVERRIDE_NAMES = {
 
 @api.post(
     "/sessions",
-    response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 422, 502, 504)},
+    response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 404, 422, 502, 504)},
     auth=requires(WRITE),
     tags=["sessions"],
     summary="Mint a LiveAvatar session token and record the session",
@@ -150,7 +150,7 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
     try:
         profile = await embedding.page_profile(chosen.pop("profile", None))
     except Http404:
-        raise HttpError(422, "profile: no active profile has this slug.") from None
+        raise HttpError(404, "No active profile has this slug.") from None
     try:
         session, token = await minting.mint_session(
             visitor_key=caller(request.auth),
