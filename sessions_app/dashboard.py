@@ -9,6 +9,9 @@ from channels.layers import get_channel_layer
 from django.urls import reverse
 from django.utils import timezone
 
+from profiles import budgets
+from profiles.models import AvatarProfile
+
 from .models import AvatarSession, SessionStatus, TranscriptEntry
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ def session_dict(session: AvatarSession) -> dict:
         "status": session.status,
         "end_reason": session.end_reason,
         "avatar_id": session.avatar_id,
+        "profile_id": session.profile_id,
         "created_at": _iso(session.created_at),
         "started_at": _iso(session.started_at),
         "ended_at": _iso(session.ended_at),
@@ -119,9 +123,15 @@ def _percentile(values: list[int], pct: float) -> int | None:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def _period(start: datetime, end: datetime) -> dict:
-    sessions = AvatarSession.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
-        status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED)
+def _of(profile: AvatarProfile | None):
+    return AvatarSession.objects.filter(profile=profile) if profile else AvatarSession.objects.all()
+
+
+def _period(start: datetime, end: datetime, profile: AvatarProfile | None = None) -> dict:
+    sessions = (
+        _of(profile)
+        .filter(created_at__gte=start, created_at__lt=end)
+        .exclude(status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED))
     )
     rows = list(sessions.values_list("status", "end_reason", "started_at", "ended_at", "interruption_count"))
     latencies = list(
@@ -144,13 +154,15 @@ def _period(start: datetime, end: datetime) -> dict:
     }
 
 
-def figures(now: datetime | None = None) -> dict:
-    """Today's and this week's (the last 7 days, today included) figures, plus sessions per day."""
+def figures(now: datetime | None = None, profile: AvatarProfile | None = None) -> dict:
+    """Today's and this week's (the last 7 days, today included) figures, plus sessions per day; of
+    one profile's sessions, or of all."""
     now = now or timezone.now()
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week_start = today - timedelta(days=6)
     created = (
-        AvatarSession.objects.filter(created_at__gte=week_start)
+        _of(profile)
+        .filter(created_at__gte=week_start)
         .exclude(status__in=(SessionStatus.CREATED, SessionStatus.EXPIRED))
         .values_list("created_at", flat=True)
     )
@@ -160,8 +172,29 @@ def figures(now: datetime | None = None) -> dict:
         counts[day] = counts.get(day, 0) + 1
     days = [(week_start + timedelta(days=n)).date() for n in range(7)]
     per_day = [{"day": day.isoformat(), "sessions": counts.get(day, 0)} for day in days]
-    return {"today": _period(today, now), "week": _period(week_start, now), "per_day": per_day}
+    return {"today": _period(today, now, profile), "week": _period(week_start, now, profile), "per_day": per_day}
 
 
-def recent_sessions(limit: int = 20) -> list[dict]:
-    return [session_dict(s) for s in AvatarSession.objects.exclude(status=SessionStatus.CREATED)[:limit]]
+def recent_sessions(limit: int = 20, profile: AvatarProfile | None = None) -> list[dict]:
+    return [session_dict(s) for s in _of(profile).exclude(status=SessionStatus.CREATED)[:limit]]
+
+
+def budget_usage() -> list[dict]:
+    """Each profile's use of its budgets today (a limit of None is no limit)."""
+    rows = []
+    for profile in AvatarProfile.objects.all():
+        used = budgets.usage(profile)
+        rows.append(
+            {
+                "id": profile.pk,
+                "slug": profile.slug,
+                "name": profile.name,
+                "active": profile.active,
+                "live": used.live,
+                "max_live_sessions": profile.max_live_sessions,
+                "minutes_today": used.minutes_today,
+                "minutes_per_day": profile.minutes_per_day,
+                "visitor_minutes_per_day": profile.visitor_minutes_per_day,
+            }
+        )
+    return rows

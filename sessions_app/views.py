@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from profiles import embedding
+from profiles.models import AvatarProfile
 
 from . import credentials, dashboard, ingest
 from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
@@ -172,11 +173,21 @@ async def session_events(request, session_id):
     return JsonResponse({"acked": result.acked, "errors": result.errors})
 
 
+def _dashboard_profile(request) -> AvatarProfile | None:
+    """The profile the dashboard is narrowed to (?profile=<slug>), or None for all."""
+    slug = request.GET.get("profile")
+    return AvatarProfile.objects.filter(slug=slug).first() if slug else None
+
+
 @staff_member_required
 def dashboard_page(request):
+    profile = _dashboard_profile(request)
     data = {
-        "figures": dashboard.figures(),
-        "recent": dashboard.recent_sessions(),
+        "figures": dashboard.figures(profile=profile),
+        "recent": dashboard.recent_sessions(profile=profile),
+        "budgets": dashboard.budget_usage(),
+        "site_max_live_sessions": settings.MAX_LIVE_SESSIONS or None,
+        "profile": profile.slug if profile else "",
         "feed_path": "/ws/dashboard/",
         "figures_path": reverse("sessions_app:dashboard_figures"),
         "time_zone": settings.TIME_ZONE,
@@ -186,8 +197,16 @@ def dashboard_page(request):
 
 @staff_member_required
 def dashboard_figures(request):
-    """The figures and recent sessions again: the dashboard fetches them when a session starts or ends."""
-    return JsonResponse({"figures": dashboard.figures(), "recent": dashboard.recent_sessions()})
+    """The figures, recent sessions and budgets again: the dashboard fetches them when a session starts
+    or ends, or when staff pick another profile."""
+    profile = _dashboard_profile(request)
+    return JsonResponse(
+        {
+            "figures": dashboard.figures(profile=profile),
+            "recent": dashboard.recent_sessions(profile=profile),
+            "budgets": dashboard.budget_usage(),
+        }
+    )
 
 
 @require_safe
