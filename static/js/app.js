@@ -1,7 +1,7 @@
 // The visitor page: wires the markup (templates/sessions_app/index.html) to a Conversation and
 // shows what it reports. The only module that touches the DOM besides the transcript view.
 
-import { readConfig } from "./config.js";
+import { readConfig, tabStorage } from "./config.js";
 import { Conversation } from "./conversation.js";
 import { keepEarlier, readEarlier } from "./earlier.js";
 import { resendLeftovers } from "./forwarder.js";
@@ -26,6 +26,7 @@ const WARN_SECONDS = 60;
 let conversation = null;
 let countdownTimer = null;
 let pageConfig = readConfig();
+const storage = tabStorage();
 const host = new HostEvents(pageConfig);
 
 const view = {
@@ -143,7 +144,7 @@ async function fillDevices() {
 }
 
 function begin(config) {
-  conversation = new Conversation(config, view);
+  conversation = new Conversation(config, view, { storage });
   transcriptView.clear();
   transcriptView.emptyNote.textContent = "What you and the avatar say appears here.";
   ui.ptt.hidden = !conversation.pushToTalkMode;
@@ -219,7 +220,7 @@ function bindControls() {
   });
   window.addEventListener("pagehide", () => {
     if (!conversation) return;
-    keepEarlier(sessionStorage, conversation.transcript.entries, { wasLive: ["connecting", "live"].includes(conversation.state) });
+    keepEarlier(storage, conversation.transcript.entries, { wasLive: ["connecting", "live"].includes(conversation.state) });
     conversation.pageClosing();
   });
 }
@@ -237,7 +238,7 @@ function countCharacters() {
 
 // The previous conversation of this tab, ended by a reload: say so and show what was said.
 function showEarlier() {
-  const earlier = readEarlier(sessionStorage);
+  const earlier = readEarlier(storage);
   if (!earlier) return;
   const view = new TranscriptView($("earlier-transcript"));
   earlier.lines.forEach((line, i) => view.show({ id: i + 1, final: true, ...line }));
@@ -252,7 +253,7 @@ function main() {
   const config = pageConfig;
   bindControls();
   host.listen(() => conversation?.end());
-  resendLeftovers(sessionStorage, config.session_id);
+  resendLeftovers(storage, config.session_id);
   if (config.mint_later) {
     host.send("avatar:ready");
     if (config.auto_start) newSession();

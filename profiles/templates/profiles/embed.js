@@ -42,16 +42,21 @@
         boxShadow: "0 8px 30px rgba(0,0,0,.3)", display: "flex", flexDirection: "column",
       }, { role: "dialog", ariaLabel: info.name });
       panel.dataset.avatarEmbed = "panel";
+      const bar = element("div", {
+        display: "flex", alignItems: "center", justifyContent: "space-between", gap: "8px", padding: "6px 6px 6px 14px",
+        borderBottom: "1px solid #e5e7eb", font: "600 15px system-ui, sans-serif", color: "#111827",
+      });
       const close = element("button", {
-        alignSelf: "flex-end", margin: "6px", padding: "6px 12px", border: "1px solid #ccc", borderRadius: "6px",
+        padding: "6px 12px", border: "1px solid #ccc", borderRadius: "6px",
         background: "#fff", font: "14px system-ui, sans-serif", cursor: "pointer",
       }, { type: "button", textContent: "Close" });
+      bar.append(element("span", {}, { textContent: info.name }), close);
       close.addEventListener("click", shut);
       const url = new URL(info.url);
       url.searchParams.set("auto_start", "1");
       frame = element("iframe", { flex: "1", width: "100%", border: "0" }, { src: url.href, title: info.name });
       frame.allow = "microphone; autoplay";
-      panel.append(close, frame);
+      panel.append(bar, frame);
       document.body.append(panel);
       launcher.hidden = true;
       place();
