@@ -63,16 +63,20 @@ class AvatarProfileQuerySet(models.QuerySet):
 class AvatarProfile(models.Model):
     """One avatar as visitors meet it: its LiveAvatar configuration, its page, its embedding and its budgets."""
 
-    slug = models.SlugField(unique=True, help_text="The page is /p/<slug>/.")
+    slug = models.SlugField(unique=True, help_text="The page's address: /p/ and this, e.g. /p/front-desk/.")
     name = models.CharField(max_length=100)
     active = models.BooleanField(default=True, help_text="An inactive profile's page and embed mint nothing.")
 
-    avatar_id = models.CharField(max_length=64)
-    voice_id = models.CharField(max_length=64, blank=True, help_text="Empty: the avatar's default voice.")
+    avatar_id = models.CharField("avatar", max_length=64)
+    voice_id = models.CharField("voice", max_length=64, blank=True, help_text="Empty: the avatar's default voice.")
     context_id = models.CharField(
-        max_length=64, blank=True, help_text="What the avatar knows and how it behaves. Empty: it only listens."
+        "context",
+        max_length=64,
+        blank=True,
+        help_text="What the avatar knows and how it behaves. Empty: it only listens.",
     )
     voice_agent_id = models.CharField(
+        "voice agent",
         max_length=64,
         blank=True,
         help_text="A stored voice agent: when set, it is sent instead of the voice and the context.",

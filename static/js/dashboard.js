@@ -106,7 +106,8 @@ function budgetTable(body, rows) {
   const site = document.getElementById("site-budget");
   const siteLive = rows.reduce((sum, row) => sum + row.live, 0);
   site.textContent = data.site_max_live_sessions
-    ? `Whole site: ${siteLive} of ${data.site_max_live_sessions} live sessions.` : `Whole site: ${siteLive} live sessions (no site-wide limit).`;
+    ? `Whole site: ${siteLive} of ${data.site_max_live_sessions} live sessions.`
+    : `Whole site: ${plural(siteLive, "live session")} (no site-wide limit).`;
   const chosen = filter.value || data.profile;
   filter.replaceChildren(new Option("All profiles", ""), ...rows.map((row) => new Option(row.name, row.slug)));
   filter.value = chosen;
