@@ -48,7 +48,7 @@ def is_same_origin(request) -> bool:
     return request.headers.get("Origin") == f"{request.scheme}://{request.get_host()}"
 
 
-def page_fields(request, profile: AvatarProfile, visitor_key: str) -> dict:
+def page_fields(profile: AvatarProfile, visitor_key: str) -> dict:
     """What every page of the profile needs besides its session: where and how to mint the next one,
     and the origins it may tell about the conversation (postMessage)."""
     return {
@@ -59,9 +59,9 @@ def page_fields(request, profile: AvatarProfile, visitor_key: str) -> dict:
     }
 
 
-def deferred_config(request, profile: AvatarProfile, visitor_key: str, *, auto_start: bool) -> dict:
+def deferred_config(profile: AvatarProfile, visitor_key: str, *, auto_start: bool) -> dict:
     """The page context of a framed page: no token yet, it mints when the visitor starts."""
-    return {"mint_later": True, "auto_start": auto_start, **page_fields(request, profile, visitor_key)}
+    return {"mint_later": True, "auto_start": auto_start, **page_fields(profile, visitor_key)}
 
 
 def allow_framing(response, profile: AvatarProfile) -> None:

@@ -51,4 +51,4 @@ async def new_session(request, slug):
         config = error_config(message)
     else:
         config, status = page_config(request, session, token, auto_start=True), 200
-    return JsonResponse(config | embedding.page_fields(request, profile, visitor_key), status=status)
+    return JsonResponse(config | embedding.page_fields(profile, visitor_key), status=status)

@@ -72,7 +72,7 @@ async def index(request, slug: str | None = None):
     framed = request.headers.get("Sec-Fetch-Dest") in ("iframe", "frame")
     auto_start = "auto_start" in request.GET
     if framed:
-        config, status = embedding.deferred_config(request, profile, visitor_key, auto_start=auto_start), 200
+        config, status = embedding.deferred_config(profile, visitor_key, auto_start=auto_start), 200
     else:
         try:
             session, token = await mint_session(
@@ -83,7 +83,7 @@ async def index(request, slug: str | None = None):
             config = error_config(message)
         else:
             config, status = page_config(request, session, token, auto_start=auto_start), 200
-        config |= embedding.page_fields(request, profile, visitor_key)
+        config |= embedding.page_fields(profile, visitor_key)
     # The page's "Start a new conversation" form carries the CSRF token (and sets its cookie).
     response = render(request, "sessions_app/index.html", {"config": config, "profile": profile}, status=status)
     embedding.allow_framing(response, profile)

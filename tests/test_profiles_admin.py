@@ -4,6 +4,7 @@ import csv
 import io
 from html import unescape
 
+import httpx
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
@@ -118,3 +119,13 @@ def test_sessions_are_filtered_and_exported_by_profile(admin_client, profile):
     exported = admin_client.post(changelist, {"action": "export_csv", "_selected_action": [mine.pk]})
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
     assert rows[0][:2] == ["session_id", "profile"] and rows[1][:2] == [str(mine.pk), "front-desk"]
+
+
+def test_without_the_catalogue_the_ids_are_typed(admin_client, profile, settings):
+    settings.LIVEAVATAR_MAX_RETRIES = 0
+    settings.LIVEAVATAR_TRANSPORT = lambda: httpx.MockTransport(lambda request: httpx.Response(503))
+    page = admin_client.get(reverse("admin:profiles_avatarprofile_change", args=[profile.pk]))
+    form = page.context["adminform"].form
+    assert not hasattr(form.fields["avatar_id"], "choices") and form.initial["avatar_id"] == agent.SECOND_AVATAR_ID
+    assert "catalogue could not be loaded" in unescape(page.content.decode())
+    assert "type the ids instead" in unescape(page.content.decode())
