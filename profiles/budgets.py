@@ -220,6 +220,12 @@ def reserve(session: AvatarSession, now: datetime | None = None) -> list[AvatarS
     """
     now = now or timezone.now()
     profile = session.profile
+    if not settings.MAX_LIVE_SESSIONS and not _has_budget(profile):
+        session.max_session_duration = session.config["max_session_duration"] = min(
+            profile.max_session_duration, session.max_session_duration or profile.max_session_duration
+        )
+        session.save()  # nothing to count: no lock either
+        return []
     with transaction.atomic():
         locks = AvatarProfile.objects.select_for_update().order_by("pk")  # always in one order: no deadlock
         list(locks if settings.MAX_LIVE_SESSIONS else locks.filter(pk=profile.pk))

@@ -71,7 +71,7 @@ def _json_number(value):
 
 
 class SessionCreateIn(Schema):
-    """Overrides of the site's LiveAvatar settings for this one session; all optional."""
+    """The profile to mint for, and overrides of its LiveAvatar settings for this one session; all optional."""
 
     model_config = ConfigDict(extra="forbid")
 
