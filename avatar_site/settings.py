@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "privacy",
     "webhooks",
     "control",
+    "profiles",
 ]
 
 MIDDLEWARE = [
@@ -323,6 +324,19 @@ REAPER_INTERVAL_SECONDS = envint("REAPER_INTERVAL_SECONDS", 30)
 PURGE_EXPIRED_AFTER_SECONDS = envint("PURGE_EXPIRED_AFTER_SECONDS", 86400)
 # An event whose page clock (ts) is further than this from the server's is stored flagged.
 CLOCK_SKEW_SECONDS = envint("CLOCK_SKEW_SECONDS", 300)
+
+# Profiles and budgets. The default profile (served at /) is seeded from the LIVEAVATAR_* settings
+# on the first migrate; after that it is edited in the admin or the API.
+DEFAULT_PROFILE_SLUG = os.environ.get("DEFAULT_PROFILE_SLUG", "default")
+# Conversations the whole site may run at once (0: no limit), whatever each profile allows.
+MAX_LIVE_SESSIONS = envint("MAX_LIVE_SESSIONS", 0)
+# Where a live-session cap applies, a token minted but not started holds its place this long; then it
+# is void (stopped at LiveAvatar) and the place is free again.
+BUDGET_START_HOLD_SECONDS = envint("BUDGET_START_HOLD_SECONDS", 60)
+# A token is minted only with at least this many seconds of budget left.
+BUDGET_MIN_SESSION_SECONDS = envint("BUDGET_MIN_SESSION_SECONDS", 30)
+# How long the admin keeps LiveAvatar's catalogue (avatars, voices, contexts, voice agents).
+CATALOGUE_CACHE_SECONDS = envint("CATALOGUE_CACHE_SECONDS", 3600)
 
 # REST API
 API_THROTTLE_PER_MINUTE = envint("API_THROTTLE_PER_MINUTE", 120)

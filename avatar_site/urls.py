@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("sessions_app.api.urls")),
     path("", include("operations.urls")),
+    path("", include("profiles.urls")),
     path("", include("sessions_app.urls")),
 ]
 

@@ -42,6 +42,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     # same few queries however many sessions there are.
     list_display = [
         "short_id",
+        "profile",
         "status",
         "started_at",
         "duration",
@@ -51,7 +52,8 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         "end_reason",
         "purge_on",
     ]
-    list_filter = ["status", ("created_at", admin.DateFieldListFilter), "avatar_id", "created_via"]
+    list_filter = ["status", "profile", ("created_at", admin.DateFieldListFilter), "avatar_id", "created_via"]
+    list_select_related = ["profile"]
     search_fields = ["transcript__text", "=id", "=liveavatar_session_id", "end_reason"]
     date_hierarchy = "created_at"
     actions = ["export_json", "export_csv", "export_text", "end_live_session"]
@@ -65,6 +67,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
             "Configuration",
             {
                 "fields": [
+                    "profile",
                     "avatar_id",
                     "is_sandbox",
                     "interactivity",
@@ -121,7 +124,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     # Exports: one file for however many sessions are selected.
 
     def _with_records(self, queryset):
-        return list(queryset.prefetch_related("transcript", "events").order_by("created_at"))
+        return list(queryset.select_related("profile").prefetch_related("transcript", "events").order_by("created_at"))
 
     @admin.action(description="Export selected sessions as JSON (transcript and events)")
     def export_json(self, request, queryset):
@@ -133,6 +136,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                 "status": s.status,
                 "end_reason": s.end_reason,
                 "error": s.error,
+                "profile": s.profile.slug if s.profile else None,
                 "avatar_id": s.avatar_id,
                 "created_at": s.created_at,
                 "started_at": s.started_at,
@@ -178,12 +182,13 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected transcripts as CSV")
     def export_csv(self, request, queryset):
-        sessions = list(queryset.prefetch_related("transcript").order_by("created_at"))
+        sessions = list(queryset.select_related("profile").prefetch_related("transcript").order_by("created_at"))
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(
             [
                 "session_id",
+                "profile",
                 "status",
                 "end_reason",
                 "position",
@@ -203,6 +208,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                 writer.writerow(
                     [
                         s.id,
+                        s.profile.slug if s.profile else "",
                         s.status,
                         s.end_reason,
                         e.position,
@@ -221,9 +227,10 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected transcripts as plain text")
     def export_text(self, request, queryset):
-        sessions = list(queryset.prefetch_related("transcript").order_by("created_at"))
+        sessions = list(queryset.select_related("profile").prefetch_related("transcript").order_by("created_at"))
         parts = [
             f"Session {s.id} ({s.status}{', ' + s.end_reason if s.end_reason else ''})\n"
+            f"Profile {s.profile.name if s.profile else '–'}\n"
             f"Started {s.started_at or '–'}\n\n{as_text(s.transcript.all())}"
             for s in sessions
         ]

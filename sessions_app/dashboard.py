@@ -6,6 +6,9 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from profiles import budgets
+from profiles.models import AvatarProfile
+
 from .feed import session_dict
 from .models import AvatarSession, SessionStatus, TranscriptEntry
 
@@ -21,8 +24,12 @@ def _percentile(values: list[int], pct: float) -> int | None:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def _period(start: datetime, end: datetime) -> dict:
-    sessions = AvatarSession.objects.conversations().filter(created_at__gte=start, created_at__lt=end)
+def _of(profile: AvatarProfile | None):
+    return AvatarSession.objects.filter(profile=profile) if profile else AvatarSession.objects.all()
+
+
+def _period(start: datetime, end: datetime, profile: AvatarProfile | None = None) -> dict:
+    sessions = _of(profile).conversations().filter(created_at__gte=start, created_at__lt=end)
     rows = list(sessions.values_list("status", "end_reason", "started_at", "ended_at", "interruption_count"))
     latencies = list(
         TranscriptEntry.objects.filter(session__in=sessions, latency_ms__isnull=False).values_list(
@@ -44,22 +51,42 @@ def _period(start: datetime, end: datetime) -> dict:
     }
 
 
-def figures(now: datetime | None = None) -> dict:
-    """Today's and this week's (the last 7 days, today included) figures, plus sessions per day."""
+def figures(now: datetime | None = None, profile: AvatarProfile | None = None) -> dict:
+    """Today's and this week's (the last 7 days, today included) figures, plus sessions per day; of
+    one profile's sessions, or of all."""
     now = now or timezone.now()
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week_start = today - timedelta(days=6)
-    created = (
-        AvatarSession.objects.conversations().filter(created_at__gte=week_start).values_list("created_at", flat=True)
-    )
+    created = _of(profile).conversations().filter(created_at__gte=week_start).values_list("created_at", flat=True)
     counts = {}
     for moment in created:
         day = timezone.localtime(moment).date()
         counts[day] = counts.get(day, 0) + 1
     days = [(week_start + timedelta(days=n)).date() for n in range(7)]
     per_day = [{"day": day.isoformat(), "sessions": counts.get(day, 0)} for day in days]
-    return {"today": _period(today, now), "week": _period(week_start, now), "per_day": per_day}
+    return {"today": _period(today, now, profile), "week": _period(week_start, now, profile), "per_day": per_day}
 
 
-def recent_sessions(limit: int = 20) -> list[dict]:
-    return [session_dict(s) for s in AvatarSession.objects.conversations()[:limit]]
+def recent_sessions(limit: int = 20, profile: AvatarProfile | None = None) -> list[dict]:
+    return [session_dict(s) for s in _of(profile).conversations()[:limit]]
+
+
+def budget_usage() -> list[dict]:
+    """Each profile's use of its budgets today (a limit of None is no limit)."""
+    rows = []
+    for profile in AvatarProfile.objects.all():
+        used = budgets.usage(profile)
+        rows.append(
+            {
+                "id": profile.pk,
+                "slug": profile.slug,
+                "name": profile.name,
+                "active": profile.active,
+                "live": used.live,
+                "max_live_sessions": profile.max_live_sessions,
+                "minutes_today": used.minutes_today,
+                "minutes_per_day": profile.minutes_per_day,
+                "visitor_minutes_per_day": profile.visitor_minutes_per_day,
+            }
+        )
+    return rows

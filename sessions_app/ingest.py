@@ -500,6 +500,7 @@ SESSION_FIELDS = [
     "id",
     *LIFECYCLE_FIELDS,
     "avatar_id",
+    "profile",
     "created_at",
     "last_event_at",
     "turn_count",

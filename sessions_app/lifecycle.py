@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from operations import metrics
 from privacy.redaction import policy_for, redact
+from profiles import budgets
 
 from . import background, feed, liveavatar, signals, transcript
 from .models import (
@@ -295,14 +296,21 @@ def _purge(now: datetime) -> int:
 
 
 async def reap_orphans(now: datetime | None = None) -> dict:
-    """One pass: stop orphans, expire tokens never started, purge them a day later, reconcile ended
-    sessions.
+    """One pass: stop sessions over budget and orphans, expire tokens never started, purge them a day
+    later, reconcile ended sessions.
 
     Each session is handled on its own: LiveAvatar failing for one leaves it for the next pass.
     """
     now = now or timezone.now()
+    counts = {"over_budget": 0, "orphaned": 0, "expired": 0, "purged": 0, "reconciled": 0, "failed": 0}
+    for session in await database_sync_to_async(budgets.over_budget)(now):
+        try:
+            await stop_session(session, reason=budgets.STOP_REASON, end_reason=budgets.BUDGET_EXCEEDED)
+            counts["over_budget"] += 1
+        except liveavatar.LiveAvatarError as exc:
+            log.warning("could not stop session %s over its budget: %s", session.id, exc)
+            counts["failed"] += 1
     orphans, expired, unreconciled = await database_sync_to_async(_due)(now)
-    counts = {"orphaned": 0, "expired": 0, "purged": 0, "reconciled": 0, "failed": 0}
     for session in orphans:
         try:
             unreconciled.append(await stop_session(session, reason="USER_DISCONNECTED", end_reason=EndReason.ORPHANED))

@@ -285,6 +285,10 @@ class LiveAvatarClient:
         """GET /v1/contexts."""
         return await self._request("GET", "/v1/contexts", params={"page": page, "page_size": page_size})
 
+    async def list_voice_agents(self, page: int = 1, page_size: int = 20) -> dict:
+        """GET /v1/voice_agents."""
+        return await self._request("GET", "/v1/voice_agents", params={"page": page, "page_size": page_size})
+
     async def list_languages(self) -> list:
         """GET /v1/languages: [{language, code}]."""
         return await self._request("GET", "/v1/languages")

@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from operations import metrics
+from profiles import budgets
+from profiles.models import AvatarProfile
 
 from . import credentials, liveavatar
 from .models import AvatarSession, SessionStatus
@@ -33,36 +35,29 @@ class MintError(Exception):
 
 
 class MintRateLimited(Exception):
-    """This visitor minted MINT_RATE_PER_MINUTE tokens in the last minute, or its address
-    MINT_RATE_PER_ADDRESS_PER_MINUTE."""
+    """Nothing was minted: this visitor minted MINT_RATE_PER_MINUTE tokens in the last minute, or its
+    address MINT_RATE_PER_ADDRESS_PER_MINUTE, or a budget is spent (`message` says which and when it
+    resets; `retry_after` is in seconds)."""
 
-    message = RATE_LIMITED_MESSAGE
+    def __init__(self, message: str = RATE_LIMITED_MESSAGE, retry_after: int = 60):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
 
 
-def token_config(overrides: dict | None = None) -> dict:
-    """The FULL-mode token configuration from settings, with the allowed overrides applied."""
+def token_config(profile: AvatarProfile, overrides: dict | None = None) -> dict:
+    """The profile's FULL-mode token configuration, with the allowed overrides applied."""
     overrides = overrides or {}
-    unknown = set(overrides) - ALLOWED_OVERRIDES
-    if unknown:
-        raise ValueError(f"cannot override {', '.join(sorted(unknown))}")
-    is_sandbox = overrides.get("is_sandbox", settings.LIVEAVATAR_SANDBOX)
-    persona = {"language": overrides.get("language", settings.LIVEAVATAR_LANGUAGE)}
-    if settings.LIVEAVATAR_VOICE_ID:
-        persona["voice_id"] = settings.LIVEAVATAR_VOICE_ID
-    if settings.LIVEAVATAR_CONTEXT_ID:
-        persona["context_id"] = settings.LIVEAVATAR_CONTEXT_ID
-    config = {
-        "mode": "FULL",
+    config = profile.token_config(overrides.get("max_session_duration"))
+    if "language" in overrides:
+        (config.get("avatar_persona") or config["voice_agent"])["language"] = overrides["language"]
+    if overrides.get("is_sandbox"):
         # Sandbox sessions may only use the sandbox avatar.
-        "avatar_id": settings.SANDBOX_AVATAR_ID if is_sandbox else settings.LIVEAVATAR_AVATAR_ID,
-        "is_sandbox": is_sandbox,
-        "avatar_persona": persona,
-        "interactivity_type": overrides.get("interactivity_type", settings.LIVEAVATAR_INTERACTIVITY),
-        "video_settings": {"quality": settings.LIVEAVATAR_VIDEO_QUALITY, "encoding": "H264"},
-    }
-    max_duration = overrides.get("max_session_duration", settings.LIVEAVATAR_MAX_SESSION_SECONDS)
-    if max_duration:
-        config["max_session_duration"] = max_duration
+        config["is_sandbox"], config["avatar_id"] = True, settings.SANDBOX_AVATAR_ID
+    elif "is_sandbox" in overrides:
+        config["is_sandbox"], config["avatar_id"] = False, profile.avatar_id
+    if "interactivity_type" in overrides:
+        config["interactivity_type"] = overrides["interactivity_type"]
     return config
 
 
@@ -89,18 +84,28 @@ async def mint_session(
     client_address: str = "",
     created_via: str = "page",
     overrides: dict | None = None,
+    profile: AvatarProfile | None = None,
 ) -> tuple[AvatarSession, str]:
-    """Mint a token and store the AvatarSession; returns (session, session_token).
+    """Mint a token for the profile (the default one when None) and store the AvatarSession;
+    returns (session, session_token).
 
     Raises MintRateLimited before calling LiveAvatar when the visitor (or its address) minted too
-    often, and MintError (with the stored failed row) when LiveAvatar fails.
+    often or a budget is spent, and MintError (with the stored failed row) when LiveAvatar fails.
+    The row is stored before LiveAvatar is called: from then on it holds its place under the
+    profile's budgets (profiles.budgets.reserve).
     """
     client_address = (client_address or "")[:64]
-    config = token_config(overrides)  # an invalid override fails before any query
+    unknown = set(overrides or {}) - ALLOWED_OVERRIDES
+    if unknown:  # fails before any query
+        raise ValueError(f"cannot override {', '.join(sorted(unknown))}")
+    if profile is None:
+        profile = await sync_to_async(AvatarProfile.objects.default)()
+    config = token_config(profile, overrides)
     if await sync_to_async(_over_rate_limit)(visitor_key, client_address, created_via):
         metrics.MINT_FAILURES.labels("visitor_rate_limit").inc()
         raise MintRateLimited()
     session = AvatarSession(
+        profile=profile,
         config=config,
         avatar_id=config["avatar_id"],
         is_sandbox=config["is_sandbox"],
@@ -112,18 +117,25 @@ async def mint_session(
     )
     started = time.perf_counter()
     try:
-        token = await liveavatar.get_client().create_token(config)
+        voided = await sync_to_async(budgets.reserve)(session)
+    except budgets.BudgetExceeded as exc:
+        raise MintRateLimited(exc.message, exc.retry_after) from None
+    client = liveavatar.get_client()
+    for stale in voided:
+        await _void(client, stale)
+    try:
+        token = await client.create_token(session.config)
     except liveavatar.LiveAvatarError as error:
         metrics.MINT_FAILURES.labels(error.kind).inc()
         logger.warning("Minting a LiveAvatar token failed: %s", error)
         session.status, session.error, session.ended_at = SessionStatus.FAILED, error.visitor_message, timezone.now()
-        await session.asave()
+        await session.asave(update_fields=["status", "error", "ended_at"])
         raise MintError(session, error) from error
     metrics.MINT_SECONDS.observe(time.perf_counter() - started)
     session.liveavatar_session_id = token["session_id"]
     if server_starts(created_via):
         session.start_token = token["session_token"]
-    await session.asave()
+    await session.asave(update_fields=["liveavatar_session_id", "start_token"])
     return session, token["session_token"]
 
 
@@ -131,6 +143,17 @@ def server_starts(created_via: str = "page") -> bool:
     """Whether the server, not the visitor's page, starts this channel's sessions (API clients
     always get the token and start their sessions themselves)."""
     return settings.LIVEAVATAR_SESSION_START == "server" and created_via == "page"
+
+
+async def _void(client: liveavatar.LiveAvatarClient, session: AvatarSession) -> None:
+    """Stop an unstarted token at LiveAvatar so that it can no longer start (its place went to another)."""
+    if not session.liveavatar_session_id:
+        return
+    try:
+        await client.stop(session_id=session.liveavatar_session_id, reason="USER_CLOSED")
+    except liveavatar.LiveAvatarError as exc:
+        if exc.status != 404:
+            logger.warning("Could not void unstarted session %s: %s", session.id, exc)
 
 
 def page_config(request, session: AvatarSession, session_token: str, *, auto_start: bool = False) -> dict:

@@ -70,6 +70,10 @@ class AvatarSession(models.Model):
     # The token configuration sent to LiveAvatar (never the API key).
     config = models.JSONField(default=dict, blank=True)
     avatar_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # The profile whose page, embed or API call minted it; its budgets count this session.
+    profile = models.ForeignKey(
+        "profiles.AvatarProfile", on_delete=models.PROTECT, null=True, blank=True, related_name="sessions"
+    )
     is_sandbox = models.BooleanField(default=False)
     interactivity = models.CharField(max_length=32, default="CONVERSATIONAL")
     max_session_duration = models.PositiveIntegerField(null=True, blank=True)
@@ -233,7 +237,14 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """A key for the REST API. Only its SHA-256 is stored; the key is shown once, at creation."""
 
-    SCOPES = ("sessions:read", "sessions:write", "sessions:control", "webhooks:write")
+    SCOPES = (
+        "sessions:read",
+        "sessions:write",
+        "sessions:control",
+        "profiles:read",
+        "profiles:write",
+        "webhooks:write",
+    )
 
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, db_index=True, editable=False)

@@ -17,6 +17,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from operations import logs, metrics
+from profiles import embedding
+from profiles.models import AvatarProfile
 
 from . import credentials, dashboard, feed, ingest, lifecycle
 from .liveavatar import LiveAvatarError
@@ -66,18 +68,30 @@ def _failure(exc: MintRateLimited | MintError) -> tuple[str, int]:
 
 
 @require_GET
-async def index(request):
-    """The visitor page, with a new session's token (or the words saying why there is none)."""
+async def index(request, slug: str | None = None):
+    """A profile's visitor page (`/` is the default profile's) with a new session's token, or the words
+    saying why there is none. Framed by another site, it mints only when the visitor starts: only the
+    profile's allowed origins may frame it (CSP frame-ancestors), so only they lead to a token."""
+    profile = await embedding.page_profile(slug)
     visitor_key, new_visitor = _visitor_key(request)
-    try:
-        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""))
-    except (MintRateLimited, MintError) as exc:
-        message, status = _failure(exc)
-        config = error_config(message)
+    framed = request.headers.get("Sec-Fetch-Dest") in ("iframe", "frame")
+    auto_start = "auto_start" in request.GET
+    if framed:
+        config, status = embedding.deferred_config(profile, visitor_key, auto_start=auto_start), 200
     else:
-        config, status = page_config(request, session, token, auto_start="auto_start" in request.GET), 200
+        try:
+            session, token = await mint_session(
+                visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""), profile=profile
+            )
+        except (MintRateLimited, MintError) as exc:
+            message, status = _failure(exc)
+            config = error_config(message)
+        else:
+            config, status = page_config(request, session, token, auto_start=auto_start), 200
+        config |= embedding.page_fields(profile, visitor_key)
     # The page's "Start a new conversation" form carries the CSRF token (and sets its cookie).
-    response = render(request, "sessions_app/index.html", {"config": config}, status=status)
+    response = render(request, "sessions_app/index.html", {"config": config, "profile": profile}, status=status)
+    embedding.allow_framing(response, profile)
     return _remember_visitor(response, visitor_key, new_visitor)
 
 
@@ -239,11 +253,21 @@ async def session_stop(request, session_id):
     return JsonResponse({})
 
 
+def _dashboard_profile(request) -> AvatarProfile | None:
+    """The profile the dashboard is narrowed to (?profile=<slug>), or None for all."""
+    slug = request.GET.get("profile")
+    return AvatarProfile.objects.filter(slug=slug).first() if slug else None
+
+
 @staff_member_required
 def dashboard_page(request):
+    profile = _dashboard_profile(request)
     data = {
-        "figures": dashboard.figures(),
-        "recent": dashboard.recent_sessions(),
+        "figures": dashboard.figures(profile=profile),
+        "recent": dashboard.recent_sessions(profile=profile),
+        "budgets": dashboard.budget_usage(),
+        "site_max_live_sessions": settings.MAX_LIVE_SESSIONS or None,
+        "profile": profile.slug if profile else "",
         "feed_path": "/ws/dashboard/",
         "figures_path": reverse("sessions_app:dashboard_figures"),
         "time_zone": settings.TIME_ZONE,
@@ -258,8 +282,16 @@ def dashboard_page(request):
 
 @staff_member_required
 def dashboard_figures(request):
-    """The figures and recent sessions again: the dashboard fetches them when a session starts or ends."""
-    return JsonResponse({"figures": dashboard.figures(), "recent": dashboard.recent_sessions()})
+    """The figures, recent sessions and budgets again: the dashboard fetches them when a session starts
+    or ends, or when staff pick another profile."""
+    profile = _dashboard_profile(request)
+    return JsonResponse(
+        {
+            "figures": dashboard.figures(profile=profile),
+            "recent": dashboard.recent_sessions(profile=profile),
+            "budgets": dashboard.budget_usage(),
+        }
+    )
 
 
 @require_safe

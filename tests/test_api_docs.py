@@ -20,7 +20,9 @@ def test_the_docs_render_offline_and_call_the_api(daphne_server, launch_browser)
 
     response = page.goto(f"{daphne_server.url}/api/v1/docs")
     assert "script-src 'self'" in response.headers["content-security-policy"]
-    expect(page.locator(".opblock")).to_have_count(16)  # 8 of sessions and events, 1 of control, 7 of webhooks
+    expect(page.locator(".opblock")).to_have_count(
+        21
+    )  # 8 of sessions and events, 1 of control, 5 of profiles, 7 of webhooks
 
     # Authorize with the key, then run "List sessions" from the page.
     page.click("button.authorize")

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from profiles.models import AvatarProfile
 from sessions_app.models import ApiKey
 from tests import factories
 
@@ -33,14 +34,19 @@ def api_server(make_daphne_server):
         },
     )
     server.headers, server.session_id = headers, session["session_id"]
+    # And a real profile besides the default one, for the cases with a {slug}.
+    AvatarProfile.objects.create(slug="fuzzed", name="Fuzzed", avatar_id=AvatarProfile.objects.default().avatar_id)
     return server
 
 
 def cases(operation, session_id):
-    """Valid requests, valid requests for the real session, and invalid requests (which must get a 4xx)."""
+    """Valid requests, valid requests for the real session or profile, and invalid requests (which must get a 4xx)."""
     kinds = [operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)]
     if "{session_id}" in operation.path:
         kinds.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"session_id": session_id}))
+    if "{slug}" in operation.path:
+        for slug in ("fuzzed", "default"):
+            kinds.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"slug": slug}))
     return st.one_of(kinds)
 
 

@@ -159,3 +159,22 @@ async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messag
         str(s.id): 1 for s in sessions
     }
     await socket.disconnect()
+
+
+def test_figures_and_budgets_by_profile(admin_client):
+    from profiles.models import AvatarProfile
+
+    desk = AvatarProfile.objects.create(
+        slug="desk", name="Desk", avatar_id="a", max_live_sessions=2, minutes_per_day=30
+    )
+    started = timezone.now() - timedelta(minutes=5)
+    AvatarSession.objects.create(profile=desk, status=SessionStatus.ENDED, started_at=started, ended_at=timezone.now())
+    AvatarSession.objects.create(profile=desk, status=SessionStatus.ACTIVE, started_at=timezone.now())
+    AvatarSession.objects.create(profile=AvatarProfile.objects.default(), status=SessionStatus.ENDED)
+    assert dashboard.figures(profile=desk)["today"]["sessions"] == 2
+    assert dashboard.figures()["today"]["sessions"] == 3
+    body = admin_client.get("/dashboard/figures", {"profile": "desk"}).json()
+    assert len(body["recent"]) == 2 and {s["profile_id"] for s in body["recent"]} == {desk.pk}
+    row = next(row for row in body["budgets"] if row["slug"] == "desk")
+    assert (row["live"], row["max_live_sessions"], row["minutes_per_day"]) == (1, 2, 30)
+    assert 4.9 <= row["minutes_today"] <= 5.1

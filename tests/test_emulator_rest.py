@@ -151,7 +151,12 @@ def test_it_ends_sessions_at_their_max_duration(client, settings):
 def test_it_lists_the_account_resources(client):
     assert get(client, "/avatars").json()["data"]["results"][0]["name"] == "Wayne"
     assert client.get(f"{BASE}/avatars/public").status_code == 200
-    assert get(client, "/voices").json()["data"]["count"] == 1
+    assert get(client, "/voices").json()["data"]["count"] == 2
+    agents = get(client, "/voice_agents").json()["data"]["results"]
+    assert [agent["name"] for agent in agents] == ["Front desk agent"]
+    assert get(client, f"/voice_agents/{agents[0]['id']}").json()["data"]["agent_configuration"]["context_id"]
+    assert get(client, "/voice_agents/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert client.get(f"{BASE}/voice_agents").status_code == 403  # the API key is needed
     context_id = get(client, "/contexts").json()["data"]["results"][0]["id"]
     assert get(client, f"/contexts/{context_id}").json()["data"]["opening_text"]
     assert client.get(f"{BASE}/languages").json()["data"][0]["code"] == "en"

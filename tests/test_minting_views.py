@@ -99,12 +99,18 @@ def test_it_limits_how_often_a_visitor_mints(client, settings):
 def test_it_starts_a_new_conversation_without_a_reload():
     client = Client(enforce_csrf_checks=True)
     first = page_config(client.get("/"))
-    assert client.post(first["new_session_url"]).status_code == 403  # no CSRF token
-    response = client.post(first["new_session_url"], headers={"X-CSRFToken": client.cookies["csrftoken"].value})
+    own = {"Origin": "http://testserver"}
+    # The page's signed ticket, sent from the site's own origin, is what lets it mint.
+    assert client.post(first["new_session_url"], headers=own).status_code == 403
+    ticket = {"X-Mint-Ticket": first["mint_ticket"]}
+    assert client.post(first["new_session_url"], headers={**ticket, "Origin": "http://evil.test"}).status_code == 403
+    response = client.post(first["new_session_url"], headers={**ticket, **own})
     assert response.status_code == 200
     config = response.json()
     assert config["session_token"] and config["session_id"] != first["session_id"]
     assert config["auto_start"] is True
+    first_visitor = AvatarSession.objects.get(pk=first["session_id"]).visitor_key
+    assert AvatarSession.objects.get(pk=config["session_id"]).visitor_key == first_visitor
 
 
 def test_it_reports_health():

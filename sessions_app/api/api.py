@@ -19,6 +19,8 @@ from ninja.parser import Parser
 
 from control.api import router as control_router
 from operations import metrics
+from profiles import embedding
+from profiles.api import router as profiles_router
 
 from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
@@ -127,7 +129,7 @@ def on_validation_error(request, exc: ValidationError):
 
 
 def _session(session_id: uuid.UUID) -> AvatarSession:
-    return get_object_or_404(AvatarSession, pk=session_id)
+    return get_object_or_404(AvatarSession.objects.select_related("profile"), pk=session_id)
 
 
 def _liveavatar_failed(exc: LiveAvatarError) -> HttpError:
@@ -147,7 +149,7 @@ OVERRIDE_NAMES = {
 
 @api.post(
     "/sessions",
-    response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 422, 502, 504)},
+    response={201: SessionCreatedOut, **errors(*AUTH_ERRORS, 400, 404, 422, 502, 504)},
     auth=requires(WRITE),
     tags=["sessions"],
     summary="Mint a LiveAvatar session token and record the session",
@@ -155,14 +157,21 @@ OVERRIDE_NAMES = {
 async def create_session(request, overrides: SessionCreateIn | None = None):
     chosen = overrides.model_dump(exclude_none=True) if overrides else {}
     try:
+        profile = await embedding.page_profile(chosen.pop("profile", None))
+    except Http404:
+        raise HttpError(404, "No active profile has this slug.") from None
+    try:
         session, token = await minting.mint_session(
             visitor_key=caller(request.auth),
             client_address=request.META.get("REMOTE_ADDR", ""),
             created_via="api",
             overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()},
+            profile=profile,
         )
-    except minting.MintRateLimited:
-        raise Throttled(wait=60) from None
+    except minting.MintRateLimited as exc:
+        refused = Throttled(wait=exc.retry_after)
+        refused.message = exc.message  # why, and when it resets
+        raise refused from None
     except minting.MintError as exc:
         raise _liveavatar_failed(exc.error) from None
     page = minting.page_config(request, session, token)  # an API session: the browser-start shape
@@ -192,7 +201,9 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
 )
 @paginate(Pages)
 def list_sessions(request, filters: Query[SessionFilters]):
-    sessions = AvatarSession.objects.all()
+    sessions = AvatarSession.objects.select_related("profile")
+    if filters.profile:
+        sessions = sessions.filter(profile__slug=filters.profile)
     if filters.status:
         sessions = sessions.filter(status=filters.status)
     if filters.created_after:
@@ -284,9 +295,10 @@ async def stop_session(request, session_id: uuid.UUID):
         raise HttpError(409, f"The session is already {session.status}.")
     reason = EndReason.API_ENDED if isinstance(request.auth, ApiKey) else EndReason.STAFF_ENDED
     try:
-        return await lifecycle.stop_session(session, "USER_CLOSED", reason, ended_by=caller(request.auth))
+        session = await lifecycle.stop_session(session, "USER_CLOSED", reason, ended_by=caller(request.auth))
     except LiveAvatarError as exc:
         raise _liveavatar_failed(exc) from None
+    return await AvatarSession.objects.select_related("profile").aget(pk=session.pk)
 
 
 @api.delete(
@@ -307,3 +319,4 @@ def delete_session(request, session_id: uuid.UUID):
 
 # Live control's operation lives with the rest of live control (control/api.py).
 api.add_router("", control_router)
+api.add_router("/profiles", profiles_router)

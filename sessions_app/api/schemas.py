@@ -41,8 +41,14 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
         raise ValueError("date out of range") from None
 
 
+PROFILE_SLUG = r"^[-a-zA-Z0-9_]+$"
+
+
 class SessionFilters(Schema):
     status: SessionStatus | None = Field(None, description="Only sessions in this status.")
+    profile: str | None = Field(
+        None, pattern=PROFILE_SLUG, max_length=50, description="Only sessions of the profile with this slug."
+    )
     created_after: dt.datetime | None = Field(None, description="Created at or after this time (ISO 8601).")
     created_before: dt.datetime | None = Field(None, description="Created before this time (ISO 8601).")
     # No NUL: PostgreSQL refuses it in text.
@@ -65,10 +71,13 @@ def _json_number(value):
 
 
 class SessionCreateIn(Schema):
-    """Overrides of the site's LiveAvatar settings for this one session; all optional."""
+    """The profile to mint for, and overrides of its LiveAvatar settings for this one session; all optional."""
 
     model_config = ConfigDict(extra="forbid")
 
+    profile: str | None = Field(
+        None, pattern=PROFILE_SLUG, max_length=50, description="The profile's slug (default: the default profile)."
+    )
     language: str | None = Field(
         None,
         pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
@@ -136,6 +145,7 @@ class SessionOut(Schema):
     interactivity: str
     max_session_duration: int | None
     avatar_id: str
+    profile: str | None = Field(description="The slug of the profile it was minted for.")
     created_via: str
     created_at: dt.datetime
     started_at: dt.datetime | None
@@ -146,6 +156,10 @@ class SessionOut(Schema):
     interruption_count: int
     median_latency_ms: int | None
     avatar_speaking_ms: int
+
+    @staticmethod
+    def resolve_profile(session) -> str | None:
+        return session.profile.slug if session.profile_id else None
 
 
 class TranscriptEntryOut(Schema):

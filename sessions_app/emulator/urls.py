@@ -17,6 +17,8 @@ urlpatterns = [
     path("v1/voices", views.voices),
     path("v1/contexts", views.contexts),
     path("v1/contexts/<str:context_id>", views.context_detail),
+    path("v1/voice_agents", views.voice_agents),
+    path("v1/voice_agents/<str:agent_id>", views.voice_agent_detail),
     path("v1/languages", views.languages),
     path("v1/users/credits", views.credits),
 ]

@@ -329,6 +329,21 @@ def context_detail(request, context_id):
 
 
 @endpoint("GET")
+def voice_agents(request):
+    _require_api_key(request)
+    return _ok(_page(request, agent.VOICE_AGENTS))
+
+
+@endpoint("GET")
+def voice_agent_detail(request, agent_id):
+    _require_api_key(request)
+    found = next((a for a in agent.VOICE_AGENTS if a["id"] == str(agent_id)), None)
+    if found is None:
+        raise Refused(404, 4004, "Voice agent not found")
+    return _ok(found)
+
+
+@endpoint("GET")
 def languages(request):
     return _ok(agent.LANGUAGES)
 

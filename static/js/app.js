@@ -1,10 +1,11 @@
 // The visitor page: wires the markup (templates/sessions_app/index.html) to a Conversation and
 // shows what it reports. The only module that touches the DOM besides the transcript view.
 
-import { readConfig } from "./config.js";
+import { readConfig, tabStorage } from "./config.js";
 import { Conversation } from "./conversation.js";
 import { keepEarlier, readEarlier } from "./earlier.js";
 import { resendLeftovers } from "./forwarder.js";
+import { HostEvents } from "./host-events.js";
 import { listMicrophones } from "./mic.js";
 import { TranscriptView } from "./transcript-view.js";
 
@@ -24,6 +25,9 @@ const WARN_SECONDS = 60;
 
 let conversation = null;
 let countdownTimer = null;
+let pageConfig = readConfig();
+const storage = tabStorage();
+const host = new HostEvents(pageConfig);
 
 const view = {
   state(state, words, failed) {
@@ -39,6 +43,10 @@ const view = {
     ui.mute.disabled = !(live && conversation.mic?.usable);
     ui.device.disabled = !(live && conversation.mic?.usable);
     if (failed) showMessage(ui.error, words);
+    if (state === "live") host.send("avatar:started", { session_id: conversation.config.session_id });
+    if (state === "ended") {
+      host.send("avatar:ended", { session_id: conversation.config.session_id, end_reason: conversation.endReason ?? null });
+    }
     if (state === "connecting") {
       showMessage(ui.error, "");
       showMessage(ui.notice, "");
@@ -136,7 +144,7 @@ async function fillDevices() {
 }
 
 function begin(config) {
-  conversation = new Conversation(config, view);
+  conversation = new Conversation(config, view, { storage });
   transcriptView.clear();
   transcriptView.emptyNote.textContent = "What you and the avatar say appears here.";
   ui.ptt.hidden = !conversation.pushToTalkMode;
@@ -149,26 +157,31 @@ function begin(config) {
   view.state("idle");
 }
 
-// A fresh token from the server, without reloading the page.
-async function newSession(form) {
+// A fresh token from the server, without reloading the page. A profile's page sends its signed
+// ticket (a framed page has no CSRF cookie); the plain form its CSRF token.
+async function newSession(form = ui.newSession) {
   const csrf = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/)?.[1] ?? new FormData(form).get("csrfmiddlewaretoken");
+  const headers = { "X-CSRFToken": csrf, Accept: "application/json" };
+  if (pageConfig.mint_ticket) headers["X-Mint-Ticket"] = pageConfig.mint_ticket;
   ui.newSession.hidden = true;
+  ui.start.disabled = true;
   try {
-    const response = await fetch(form.action, {
-      method: "POST", headers: { "X-CSRFToken": csrf, Accept: "application/json" }, credentials: "same-origin",
-    });
+    const response = await fetch(pageConfig.new_session_url ?? form.action, { method: "POST", headers, credentials: "same-origin" });
     const config = await response.json().catch(() => ({ error: `The server answered with an error (HTTP ${response.status}).` }));
     if (!response.ok || config.error) throw new Error(config.error || config.message || `HTTP ${response.status}`);
+    pageConfig = config;
     begin(config);
     await conversation.start();
   } catch (error) {
     showMessage(ui.error, `A new conversation could not be prepared: ${error.message}`);
     ui.newSession.hidden = false;
+    ui.start.hidden = true;
   }
 }
 
 function bindControls() {
-  ui.start.addEventListener("click", () => conversation?.start());
+  // A framed page mints when the visitor starts (profiles/embedding.py).
+  ui.start.addEventListener("click", () => (conversation ? conversation.start() : newSession()));
   ui.end.addEventListener("click", () => conversation?.end());
   ui.newSession.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -207,7 +220,7 @@ function bindControls() {
   });
   window.addEventListener("pagehide", () => {
     if (!conversation) return;
-    keepEarlier(sessionStorage, conversation.transcript.entries, { wasLive: ["connecting", "live"].includes(conversation.state) });
+    keepEarlier(storage, conversation.transcript.entries, { wasLive: ["connecting", "live"].includes(conversation.state) });
     conversation.pageClosing();
   });
 }
@@ -225,7 +238,7 @@ function countCharacters() {
 
 // The previous conversation of this tab, ended by a reload: say so and show what was said.
 function showEarlier() {
-  const earlier = readEarlier(sessionStorage);
+  const earlier = readEarlier(storage);
   if (!earlier) return;
   const view = new TranscriptView($("earlier-transcript"));
   earlier.lines.forEach((line, i) => view.show({ id: i + 1, final: true, ...line }));
@@ -237,15 +250,22 @@ function showEarlier() {
 }
 
 function main() {
-  const config = readConfig();
+  const config = pageConfig;
   bindControls();
-  resendLeftovers(sessionStorage, config.session_id);
+  host.listen(() => conversation?.end());
+  resendLeftovers(storage, config.session_id);
+  if (config.mint_later) {
+    host.send("avatar:ready");
+    if (config.auto_start) newSession();
+    return;
+  }
   if (config.error) {
     ui.newSession.hidden = false; // minting failed: let the visitor try again
     return;
   }
   begin(config);
   showEarlier();
+  host.send("avatar:ready");
   if (config.emulator) {
     // Test hooks, on the emulator only: what a real visitor does with their voice or network.
     window.avatarApp = {

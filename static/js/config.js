@@ -15,3 +15,24 @@ export function websocketUrl(path, location = globalThis.location) {
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.href;
 }
+
+/**
+ * The tab's sessionStorage, or a stand-in kept in memory where the browser refuses it (a page framed
+ * by another site, with third-party storage blocked): then a reload forgets, nothing else changes.
+ */
+export function tabStorage(win = globalThis) {
+  try {
+    const storage = win.sessionStorage;
+    storage.length; // eslint-disable-line no-unused-expressions -- throws where access is denied
+    return storage;
+  } catch {
+    const items = new Map();
+    return {
+      get length() { return items.size; },
+      key: (i) => [...items.keys()][i] ?? null,
+      getItem: (key) => (items.has(key) ? items.get(key) : null),
+      setItem: (key, value) => items.set(key, String(value)),
+      removeItem: (key) => items.delete(key),
+    };
+  }
+}

@@ -361,6 +361,7 @@ export class Conversation {
   // `reason` is a SessionEndReason (API.md §2.4) or, for a failed start, <STAGE>_FAILED.
   #finish({ reason, words, fromServer = false, failed = false, stopAtService = true }) {
     if (this.finishing) return this.finishing;
+    this.endReason = reason;
     this.#setState("ending");
     if (!fromServer) this.client("client.stop_requested", { reason });
     this.abortJoin?.();

@@ -92,6 +92,37 @@ function recent(body, sessions) {
   }
 }
 
+// Budgets, and the profile filter
+
+const filter = document.getElementById("profile-filter");
+const ofLimit = (value, limit) => (limit === null || limit === undefined ? `${value} (no limit)` : `${value} of ${limit}`);
+
+function budgetTable(body, rows) {
+  body.replaceChildren();
+  for (const row of rows) {
+    const tr = el("tr", { "data-profile": row.slug });
+    tr.append(el("td", {}, row.active ? row.name : `${row.name} (inactive)`), el("td", {}, ofLimit(row.live, row.max_live_sessions)),
+      el("td", {}, ofLimit(row.minutes_today, row.minutes_per_day)),
+      el("td", {}, row.visitor_minutes_per_day ?? "no limit"));
+    body.append(tr);
+  }
+  const site = document.getElementById("site-budget");
+  const siteLive = rows.reduce((sum, row) => sum + row.live, 0);
+  site.textContent = data.site_max_live_sessions
+    ? `Whole site: ${siteLive} of ${data.site_max_live_sessions} live sessions.`
+    : `Whole site: ${plural(siteLive, "live session")} (no site-wide limit).`;
+  const chosen = filter.value || data.profile;
+  filter.replaceChildren(new Option("All profiles", ""), ...rows.map((row) => new Option(row.name, row.slug)));
+  filter.value = chosen;
+}
+
+const chosenProfileId = () => data.budgets.find((row) => row.slug === filter.value)?.id ?? null;
+
+function showCardsOfProfile() {
+  const id = chosenProfileId();
+  for (const node of live.children) node.hidden = id !== null && Number(node.dataset.profile) !== id;
+}
+
 // Live sessions
 
 const live = document.getElementById("live");
@@ -99,7 +130,7 @@ const live = document.getElementById("live");
 function card(session) {
   let node = document.getElementById(`session-${session.id}`);
   if (!node) {
-    node = el("article", { class: "card", id: `session-${session.id}`, "data-session": session.id });
+    node = el("article", { class: "card", id: `session-${session.id}`, "data-session": session.id, "data-profile": session.profile_id ?? "" });
     const header = el("header");
     const link = el("a", { href: session.admin_url }, session.id.slice(0, 8));
     header.append(link, el("span", { class: "status" }));
@@ -113,6 +144,7 @@ function card(session) {
   for (const control of node.querySelectorAll(".control input, .control button")) control.disabled = !LIVE.has(session.status);
   node.dataset.status = session.status;
   document.getElementById("live-empty").hidden = live.children.length > 0;
+  showCardsOfProfile();
   return node;
 }
 
@@ -230,7 +262,9 @@ function connect(delay = 1000) {
   });
 }
 
-function showFigures({ figures, recent: sessions }) {
+function showFigures({ figures, recent: sessions, budgets }) {
+  data.budgets = budgets;
+  budgetTable(document.getElementById("budgets"), budgets);
   period(document.getElementById("period-today"), figures.today);
   period(document.getElementById("period-week"), figures.week);
   dayChart(document.getElementById("chart-days"), figures.per_day);
@@ -239,19 +273,27 @@ function showFigures({ figures, recent: sessions }) {
 
 // Sessions start and end in bursts: fetch at most once every few seconds.
 let refreshTimer = null;
-function refreshFigures() {
+function refreshFigures(delay = 2000) {
   if (refreshTimer) return;
   refreshTimer = setTimeout(async () => {
     refreshTimer = null;
     try {
-      const response = await fetch(data.figures_path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      const url = new URL(data.figures_path, location.href);
+      if (filter.value) url.searchParams.set("profile", filter.value);
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (response.ok) showFigures(await response.json());
     } catch {
       // The next change tries again; the figures on screen stay as they were.
     }
-  }, 2000);
+  }, delay);
 }
 
 showFigures(data);
+filter.addEventListener("change", () => {
+  showCardsOfProfile();
+  clearTimeout(refreshTimer);
+  refreshTimer = null;
+  refreshFigures(0);
+});
 connect();
 watchAccount(document.getElementById("account"), when);

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from profiles.models import AvatarProfile
 from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
@@ -293,8 +294,15 @@ def test_on_a_phone_the_latest_lines_stay_in_view_and_the_message_limit_shows(da
     expect(page.locator("#message-count")).to_have_text("1,000 of 1,000 characters: that is the limit.")
 
 
+def default_profile(**fields):
+    """The page at / serves the default profile: what it sends LiveAvatar is set there."""
+    AvatarProfile.objects.default()
+    AvatarProfile.objects.filter(slug="default").update(**fields)
+
+
 def test_it_shows_the_server_ending_the_session(make_daphne_server, launch):
-    server = make_daphne_server(env={"LIVEAVATAR_MAX_SESSION_SECONDS": "60"})  # 3 s at speed 20
+    default_profile(max_session_duration=60)  # 3 s at speed 20
+    server = make_daphne_server()
     page = launch()
     stops = count_stops(page)
     start(page, server.url)
@@ -339,7 +347,8 @@ def test_it_carries_on_by_text_when_the_microphone_is_denied(daphne_server, laun
 
 
 def test_it_talks_with_push_to_talk(make_daphne_server, launch):
-    server = make_daphne_server(env={"LIVEAVATAR_INTERACTIVITY": "PUSH_TO_TALK"})
+    default_profile(interactivity="PUSH_TO_TALK")
+    server = make_daphne_server()
     page = launch()
     start(page, server.url)
     expect(page.get_by_role("button", name="Mute")).to_be_hidden()
