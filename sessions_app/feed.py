@@ -40,6 +40,7 @@ def session_dict(session: AvatarSession) -> dict:
         "status": session.status,
         "end_reason": session.end_reason,
         "avatar_id": session.avatar_id,
+        "profile_id": session.profile_id,
         "created_at": _iso(session.created_at),
         "started_at": _iso(session.started_at),
         "ended_at": _iso(session.ended_at),
