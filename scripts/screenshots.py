@@ -109,8 +109,12 @@ def _take(browser) -> None:
     expect(visitor.get_by_role("status")).to_contain_text("Ended")
     staff.goto(f"{URL}/admin/sessions_app/avatarsession/")
     staff.screenshot(path=DOCS / "admin-sessions.png", full_page=True)
+    # The session's page from its transcript on, with a turn's folded chunks opened.
+    staff.set_viewport_size({"width": 1280, "height": 1100})
     staff.goto(f"{URL}/admin/sessions_app/avatarsession/{session_id}/change/")
-    staff.screenshot(path=DOCS / "admin-session.png", full_page=True)
+    staff.locator(".event-timeline details summary").nth(1).click()
+    staff.get_by_role("heading", name="Transcript").evaluate("(heading) => window.scrollTo(0, heading.offsetTop - 8)")
+    staff.screenshot(path=DOCS / "admin-session.png")
 
 
 if __name__ == "__main__":

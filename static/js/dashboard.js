@@ -79,14 +79,21 @@ function dayChart(container, days) {
 
 function recent(body, sessions) {
   body.replaceChildren();
-  for (const s of sessions) {
-    const row = el("tr");
-    const cell = el("td");
-    cell.append(el("a", { href: s.admin_url }, s.id.slice(0, 8)));
-    row.append(cell, el("td", {}, s.status), el("td", {}, when(s.started_at)), el("td", {}, String(s.turn_count)),
-      el("td", {}, ms(s.median_latency_ms)), el("td", {}, s.end_reason || "–"));
-    body.append(row);
-  }
+  for (const s of sessions) body.append(recentRow(el("tr", { "data-session": s.id }), s));
+}
+
+function recentRow(row, s) {
+  const cell = el("td");
+  cell.append(el("a", { href: s.admin_url }, s.id.slice(0, 8)));
+  row.replaceChildren(cell, el("td", {}, s.status), el("td", {}, when(s.started_at)), el("td", {}, String(s.turn_count)),
+    el("td", {}, ms(s.median_latency_ms)), el("td", {}, s.end_reason || "–"));
+  return row;
+}
+
+// A recent session's row follows its frames between two fetches of the figures.
+function updateRecent(session) {
+  const row = document.querySelector(`#recent tr[data-session="${session.id}"]`);
+  if (row) recentRow(row, session);
 }
 
 // Live sessions
@@ -142,6 +149,7 @@ function onMessage(message) {
     const node = document.getElementById(`session-${message.session.id}`);
     if (node?.dataset.status !== message.session.status) refreshFigures();
     if (LIVE.has(message.session.status) || node) card(message.session);
+    updateRecent(message.session);
   } else if (message.type === "metrics") {
     // A transcript rebuilt after its session's last frame (under load, on the rebuilder).
     const node = document.getElementById(`session-${message.session_id}`);
