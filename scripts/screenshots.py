@@ -93,6 +93,7 @@ def _take(browser) -> None:
     visitor.screenshot(path=DOCS / "visitor-desktop.png")
 
     expect(staff.locator(".card .transcript li")).to_have_count(3)
+    expect(staff.locator("#period-today dd").nth(2)).to_contain_text("ms", timeout=20_000)  # figures followed
     staff.screenshot(path=DOCS / "dashboard.png", full_page=True)
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
@@ -112,7 +113,7 @@ def _take(browser) -> None:
     # The session's page from its transcript on, with a turn's folded chunks opened.
     staff.set_viewport_size({"width": 1280, "height": 1100})
     staff.goto(f"{URL}/admin/sessions_app/avatarsession/{session_id}/change/")
-    staff.locator(".event-timeline details summary").nth(1).click()
+    staff.locator(".event-timeline details summary").first.click()
     staff.get_by_role("heading", name="Transcript").evaluate("(heading) => window.scrollTo(0, heading.offsetTop - 8)")
     staff.screenshot(path=DOCS / "admin-session.png")
 

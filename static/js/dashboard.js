@@ -147,7 +147,9 @@ function onMessage(message) {
     document.getElementById("live-empty").hidden = live.children.length > 0;
   } else if (message.type === "session") {
     const node = document.getElementById(`session-${message.session.id}`);
-    if (node?.dataset.status !== message.session.status) refreshFigures();
+    // A start or an end changes the counts at once; a live conversation's latencies and minutes, slowly.
+    if (node?.dataset.status !== message.session.status) refreshFigures(2000);
+    else if (LIVE.has(message.session.status)) refreshFigures(FIGURES_WHILE_LIVE_MS);
     if (LIVE.has(message.session.status) || node) card(message.session);
     updateRecent(message.session);
   } else if (message.type === "metrics") {
@@ -181,9 +183,13 @@ function showFigures({ figures, recent: sessions }) {
 }
 
 // Sessions start and end in bursts: fetch at most once every few seconds.
+const FIGURES_WHILE_LIVE_MS = 10000;
 let refreshTimer = null;
-function refreshFigures() {
-  if (refreshTimer) return;
+let refreshAt = 0;
+function refreshFigures(delay) {
+  if (refreshTimer && refreshAt <= Date.now() + delay) return; // one fetch is due sooner already
+  clearTimeout(refreshTimer);
+  refreshAt = Date.now() + delay;
   refreshTimer = setTimeout(async () => {
     refreshTimer = null;
     try {
@@ -192,7 +198,7 @@ function refreshFigures() {
     } catch {
       // The next change tries again; the figures on screen stay as they were.
     }
-  }, 2000);
+  }, delay);
 }
 
 showFigures(data);

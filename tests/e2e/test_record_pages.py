@@ -148,3 +148,5 @@ def test_the_dashboards_recent_sessions_follow_a_conversation_as_its_card_does(d
     card = staff.locator(f"#session-{session_id} .meta")
     expect(card).to_contain_text("3 utterances")
     expect(row.locator("td").nth(3)).to_have_text("3")  # utterances, without a reload
+    # The figures follow the live conversation too (within the dashboard's ten seconds).
+    expect(staff.locator("#period-today dd").nth(2)).to_have_text(re.compile(r"^\d+ ms$"), timeout=20_000)
