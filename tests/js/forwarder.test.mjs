@@ -246,3 +246,12 @@ test("after close, a cut socket still reconnects until everything is acknowledge
   assert.equal(timers.delays().length, 0);
   assert.equal(storage.length, 0);
 });
+
+test("the server's word on how the session ended is handed on", () => {
+  const { forwarder, socket } = setup();
+  const heard = [];
+  forwarder.onEnded = (ended) => heard.push(ended);
+  socket().open();
+  socket().answer({ type: "session.ended", status: "ended", end_reason: "STAFF_ENDED" });
+  assert.deepEqual(heard, [{ status: "ended", endReason: "STAFF_ENDED" }]);
+});
