@@ -7,23 +7,35 @@ its events and transcript (the foreign keys cascade).
 import csv
 import io
 import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from privacy.models import purge_at
 
-from . import lifecycle
+from . import lifecycle, liveavatar, transcript
 from .exports import as_text
 from .liveavatar import LiveAvatarError
-from .models import LIVE_STATUSES, ApiKey, AvatarSession, EndReason
+from .models import LIVE_STATUSES, NEVER_STARTED, ApiKey, AvatarSession, EndReason
+
+log = logging.getLogger(__name__)
+
+# The app list beside every page would take a quarter of a 1280 px screen from the session list;
+# the breadcrumbs and the home page lead everywhere it does.
+admin.site.enable_nav_sidebar = False
 
 # The event timeline on a session page stops here; the JSON export has them all.
 TIMELINE_LIMIT = 2000
+AVATAR_NAMES_KEY, AVATAR_NAMES_SECONDS = "sessions_app:avatar-names", 600
 
 
 def _export_name(sessions, extension: str) -> str:
@@ -36,6 +48,109 @@ def _download(body: str, content_type: str, filename: str) -> HttpResponse:
     return response
 
 
+def avatar_names() -> dict[str, str]:
+    """Avatar id → name, from LiveAvatar's GET /v1/avatars (kept ten minutes); {} while it fails."""
+    names = cache.get(AVATAR_NAMES_KEY)
+    if names is None:
+        try:
+            # On a thread of its own: the in-process emulator's request ends by closing the database
+            # connection of the thread that made it, which would be this request's.
+            with ThreadPoolExecutor(1) as thread:
+                ask = async_to_sync(liveavatar.get_client().list_avatars)
+                page = thread.submit(ask, page_size=100).result() or {}
+        except LiveAvatarError as exc:
+            log.warning("avatar names unavailable: %s", exc)
+            return {}
+        names = {a["id"]: a.get("name") or a["id"] for a in page.get("results", []) if a.get("id")}
+        cache.set(AVATAR_NAMES_KEY, names, AVATAR_NAMES_SECONDS)
+    return names
+
+
+def moment(value) -> str:
+    """Year first, to the millisecond, in the site's time zone (the dashboard's format, to the ms)."""
+    if value is None:
+        return "–"
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03}"
+
+
+def _chunks_text(events) -> str:
+    texts = [str(e.payload.get("text") or "") for e in events]
+    if events[0].event_type in transcript.USER_CHUNKS:  # cumulative: the last one holds it all
+        return texts[-1].strip()
+    return " ".join(" ".join(t.split()) for t in texts if t.strip())
+
+
+def timeline_rows(events) -> list[dict]:
+    """The event timeline: one row an event, except that a turn's word-by-word chunks (consecutive
+    events of one chunk type) fold into one row whose events open beneath it."""
+    chunk_types = transcript.USER_CHUNKS | transcript.AVATAR_CHUNKS
+    rows: list[dict] = []
+    for event in events:
+        item = {
+            "event": event,
+            "page_time": moment(event.client_ts),
+            "received": moment(event.received_at),
+            "json": json.dumps(event.payload, ensure_ascii=False),
+        }
+        last = rows[-1] if rows else None
+        if event.event_type in chunk_types and last and last["event"].event_type == event.event_type:
+            last["chunks"].append(item)
+            continue
+        rows.append({**item, "chunks": [item]})
+    for row in rows:
+        if len(row["chunks"]) > 1:
+            row["text"] = _chunks_text([c["event"] for c in row["chunks"]])
+            row["last_seq"] = row["chunks"][-1]["event"].seq
+            row["skewed"] = any(c["event"].clock_skewed for c in row["chunks"])
+        else:
+            row["skewed"] = row["event"].clock_skewed
+    return rows
+
+
+class StartedFilter(admin.SimpleListFilter):
+    """By default the list holds conversations: a visit that only minted a token is not one."""
+
+    title = "conversation"
+    parameter_name = "visits"
+
+    def lookups(self, request, model_admin):
+        return [("never", "Never started"), ("all", "Both")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "never":
+            return queryset.filter(status__in=NEVER_STARTED)
+        if self.value() == "all":
+            return queryset
+        return queryset.conversations()
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Started",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
+
+
+class AvatarFilter(admin.SimpleListFilter):
+    title = "avatar"
+    parameter_name = "avatar"
+
+    def lookups(self, request, model_admin):
+        ids = AvatarSession.objects.exclude(avatar_id="").order_by("avatar_id").values_list("avatar_id", flat=True)
+        names = avatar_names()
+        return sorted(((i, names.get(i, i)) for i in ids.distinct()), key=lambda choice: choice[1].lower())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(avatar_id=self.value()) if self.value() else queryset
+
+
 @admin.register(AvatarSession)
 class AvatarSessionAdmin(admin.ModelAdmin):
     # Every column is a field of the session row (metrics are stored on it), so the list costs the
@@ -46,20 +161,28 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         "status",
         "started_at",
         "duration",
+        "avatar",
         "turn_count",
         "median_latency_ms",
         "interruption_count",
-        "end_reason",
+        "ended",
         "purge_on",
     ]
-    list_filter = ["status", "profile", ("created_at", admin.DateFieldListFilter), "avatar_id", "created_via"]
+    list_filter = [
+        StartedFilter,
+        "status",
+        "profile",
+        ("created_at", admin.DateFieldListFilter),
+        AvatarFilter,
+        "created_via",
+    ]
     list_select_related = ["profile"]
-    search_fields = ["transcript__text", "=id", "=liveavatar_session_id", "end_reason"]
+    search_fields = ["transcript__text", "=id", "=liveavatar_session_id", "end_reason", "ended_by"]
     date_hierarchy = "created_at"
     actions = ["export_json", "export_csv", "export_text", "end_live_session"]
     change_form_template = "admin/sessions_app/avatarsession/change_form.html"
     fieldsets = [
-        (None, {"fields": ["id", "liveavatar_session_id", "status", "end_reason", "error"]}),
+        (None, {"fields": ["id", "liveavatar_session_id", "status", "end_reason", "ended_by", "error"]}),
         ("Times", {"fields": ["created_at", "started_at", "ended_at", "last_event_at", "reconciled_at"]}),
         ("Metrics", {"fields": ["turn_count", "median_latency_ms", "avatar_speaking_ms", "interruption_count"]}),
         ("Privacy", {"fields": ["purge_on", "redacted"]}),
@@ -80,6 +203,9 @@ class AvatarSessionAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
 
     def has_add_permission(self, request):
         return False
@@ -108,16 +234,30 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         seconds = session.duration_seconds
         return "–" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02}"
 
+    @admin.display(description="Avatar", ordering="avatar_id")
+    def avatar(self, session):
+        return avatar_names().get(session.avatar_id, session.avatar_id[:8]) or "–"
+
+    @admin.display(description="Ended how", ordering="end_reason")
+    def ended(self, session):
+        if not session.end_reason:
+            return "–"
+        label = EndReason(session.end_reason).label if session.end_reason in EndReason.values else session.end_reason
+        if session.ended_by:
+            return format_html("{}<br><small>{}</small>", label, session.ended_by)
+        return label
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         session = self.get_object(request, object_id)
         if session is not None:
             extra_context = {
                 **(extra_context or {}),
                 "transcript": session.transcript.all(),
-                "timeline": session.events.order_by("seq")[:TIMELINE_LIMIT],
+                "timeline": timeline_rows(session.events.order_by("seq")[:TIMELINE_LIMIT]),
                 "timeline_total": session.events.count(),
                 "timeline_limit": TIMELINE_LIMIT,
                 "control_commands": session.control_commands.all(),
+                "clock_skew_seconds": settings.CLOCK_SKEW_SECONDS,
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -135,6 +275,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                 "liveavatar_session_id": s.liveavatar_session_id,
                 "status": s.status,
                 "end_reason": s.end_reason,
+                "ended_by": s.ended_by,
                 "error": s.error,
                 "profile": s.profile.slug if s.profile else None,
                 "avatar_id": s.avatar_id,
@@ -167,6 +308,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
                         "source": e.source,
                         "client_ts": e.client_ts,
                         "received_at": e.received_at,
+                        "clock_skewed": e.clock_skewed,
                         "event": e.payload,
                     }
                     for e in s.events.all()

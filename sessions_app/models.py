@@ -60,7 +60,7 @@ class AvatarSession(models.Model):
     """One LiveAvatar conversation, from the token minted on a visit to its end."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    liveavatar_session_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    liveavatar_session_id = models.CharField("LiveAvatar session id", max_length=64, unique=True, null=True, blank=True)
     # Indexed by (status, last_event_at) in Meta.indexes.
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED)
     end_reason = models.CharField(max_length=64, blank=True, help_text="An EndReason, or LiveAvatar's own reason.")
@@ -82,24 +82,26 @@ class AvatarSession(models.Model):
     # The client's address (REMOTE_ADDR; behind nginx, X-Forwarded-For via Daphne's --proxy-headers):
     # the mint rate limit also counts per address, so dropping the cookie does not reset it.
     client_address = models.CharField(max_length=64, blank=True)
-    created_via = models.CharField(max_length=16, default="page")  # page | api
+    created_via = models.CharField(
+        "created through", max_length=16, default="page", choices=[("page", "Visitor page"), ("api", "API")]
+    )
     # LIVEAVATAR_SESSION_START = "server": the session token, kept here (never sent to the page) until
     # the server has started the session with it; keep-alive and stop then use the API key.
     start_token = models.TextField(blank=True, editable=False)
 
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
-    last_event_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("created", default=timezone.now, db_index=True)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    ended_at = models.DateTimeField("ended", null=True, blank=True)
+    last_event_at = models.DateTimeField("last event", null=True, blank=True)
     # Open forwarding websockets; the orphan reaper leaves sessions with one alone.
     open_connections = models.IntegerField(default=0)
 
     # Per-session metrics, recomputed from the transcript when it changes.
-    turn_count = models.PositiveIntegerField(default=0)
-    interruption_count = models.PositiveIntegerField(default=0)
-    median_latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    avatar_speaking_ms = models.PositiveIntegerField(default=0)
-    reconciled_at = models.DateTimeField(null=True, blank=True)
+    turn_count = models.PositiveIntegerField("utterances", default=0)
+    interruption_count = models.PositiveIntegerField("interruptions", default=0)
+    median_latency_ms = models.PositiveIntegerField("median latency (milliseconds)", null=True, blank=True)
+    avatar_speaking_ms = models.PositiveIntegerField("avatar speaking (milliseconds)", default=0)
+    reconciled_at = models.DateTimeField("reconciled", null=True, blank=True)
     # Incremental transcript builds: events up to this seq are folded into the first
     # `transcript_position` entries for good (0: build from the first event).
     transcript_seq = models.PositiveIntegerField(default=0, editable=False)
@@ -168,7 +170,7 @@ class SessionEvent(models.Model):
 
 
 class Speaker(models.TextChoices):
-    USER = "user", "User"
+    USER = "user", "Visitor"
     AVATAR = "avatar", "Avatar"
 
 
@@ -194,6 +196,7 @@ class TranscriptEntry(models.Model):
     from_chunks = models.BooleanField(default=False, help_text="Built from partial chunks: no final arrived.")
     origin = models.CharField(max_length=16, choices=TranscriptOrigin.choices, default=TranscriptOrigin.BROWSER)
     latency_ms = models.PositiveIntegerField(
+        "latency (milliseconds)",
         null=True,
         blank=True,
         help_text="Avatar turns: the visitor's turn ended (or the avatar's speech then) → avatar started.",
@@ -259,6 +262,9 @@ class ApiKey(models.Model):
     window_requests = models.PositiveIntegerField(default=0, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"

@@ -74,7 +74,7 @@ def test_csv_export_parses_and_holds_the_transcript(admin_client):
 def test_text_export_reads_as_a_conversation(admin_client):
     session = factories.recorded_session()
     text = export(admin_client, "export_text", session).content.decode()
-    assert "User: What are your hours?\nAvatar: We're open nine to five, [interrupted]" in text
+    assert "Visitor: What are your hours?\nAvatar: We're open nine to five, [interrupted]" in text
 
 
 def test_end_live_session_stops_it_and_records_the_staff_member(admin_client):

@@ -201,7 +201,7 @@ def test_it_gives_the_transcript_as_text(client, read_key):
     session = factories.session(lines=[("user", "Hi"), ("avatar", "Hello")])
     response = client.get(f"/api/v1/sessions/{session.id}/transcript?format=text", **factories.bearer(read_key))
     assert response["Content-Type"].startswith("text/plain")
-    assert response.content.decode() == "User: Hi\nAvatar: Hello\n"
+    assert response.content.decode() == "Visitor: Hi\nAvatar: Hello\n"
 
 
 def test_it_gives_the_transcript_as_webvtt(client, read_key):
@@ -210,7 +210,7 @@ def test_it_gives_the_transcript_as_webvtt(client, read_key):
     assert response["Content-Type"].startswith("text/vtt")
     assert response.content.decode() == (
         "WEBVTT\n\n"
-        "1\n00:00:01.000 --> 00:00:02.000\n<v User>Is 2 &lt; 3?\n\n"
+        "1\n00:00:01.000 --> 00:00:02.000\n<v Visitor>Is 2 &lt; 3?\n\n"
         "2\n00:00:03.000 --> 00:00:04.000\n<v Avatar>Yes.\n"
     )
 

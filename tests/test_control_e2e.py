@@ -79,7 +79,7 @@ def test_staff_type_on_the_dashboard_and_the_visitors_avatar_says_it(daphne_serv
     # Ending from the dashboard ends the visitor's conversation and says who ended it.
     staff.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name="End conversation").click()
-    expect(visitor.get_by_role("status")).to_have_text("Ended. A member of our staff ended the conversation.")
+    expect(visitor.get_by_role("status")).to_have_text("Ended. A member of staff ended the conversation.")
     expect(card.locator(".status")).to_have_text("ended (STAFF_ENDED)")
     end = ControlCommand.objects.get(command="end")
     assert (end.origin, end.outcome) == ("staff:alice", Outcome.DELIVERED)

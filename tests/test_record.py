@@ -192,3 +192,10 @@ async def test_the_reaper_expires_a_token_never_started_and_purges_it_a_day_late
     assert (await lifecycle.reap_orphans(timezone.now() + timedelta(hours=23)))["purged"] == 0
     assert (await lifecycle.reap_orphans(timezone.now() + timedelta(hours=25)))["purged"] == 1
     assert not await AvatarSession.objects.filter(pk=session.pk).aexists()
+
+
+def test_the_webvtt_of_a_page_clock_from_2025_counts_from_the_pages_start(client, auth):
+    session_id = post_json(client, "/api/v1/sessions", {}, auth).json()["session_id"]
+    post_json(client, f"/api/v1/sessions/{session_id}/events", readme_events(TS_2025), auth)
+    vtt = client.get(f"/api/v1/sessions/{session_id}/transcript?format=vtt", **auth).content.decode()
+    assert "00:00:00.500 --> " in vtt and "<v Visitor>How much is the Pro plan?" in vtt

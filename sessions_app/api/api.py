@@ -250,8 +250,11 @@ def get_transcript(request, session_id: uuid.UUID, format: Literal["json", "text
     if format == "text":
         body = exports.as_text(entries)
     else:
+        # Entry times are the page's clock (the events' ts): cues count from the page's clock at its
+        # first event, which the server's own start may be far from.
+        page_start = session.events.filter(client_ts__isnull=False).order_by("seq").values_list("client_ts", flat=True)
         first = entries.first()
-        start = session.started_at or (first and first.started_at) or session.created_at
+        start = page_start.first() or session.started_at or (first and first.started_at) or session.created_at
         body = exports.as_vtt(entries, start)
     return HttpResponse(body, content_type=TRANSCRIPT_MEDIA[format])
 

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0007_avatarsession_profile'),
-        ('sessions_app', '0008_merge_end_reason_and_live_control'),
+        ("sessions_app", "0007_avatarsession_profile"),
+        ("sessions_app", "0008_merge_end_reason_and_live_control"),
     ]
 
-    operations = [
-    ]
+    operations = []

@@ -82,14 +82,21 @@ function dayChart(container, days) {
 
 function recent(body, sessions) {
   body.replaceChildren();
-  for (const s of sessions) {
-    const row = el("tr");
-    const cell = el("td");
-    cell.append(el("a", { href: s.admin_url }, s.id.slice(0, 8)));
-    row.append(cell, el("td", {}, s.status), el("td", {}, when(s.started_at)), el("td", {}, String(s.turn_count)),
-      el("td", {}, ms(s.median_latency_ms)), el("td", {}, s.end_reason || "–"));
-    body.append(row);
-  }
+  for (const s of sessions) body.append(recentRow(el("tr", { "data-session": s.id }), s));
+}
+
+function recentRow(row, s) {
+  const cell = el("td");
+  cell.append(el("a", { href: s.admin_url }, s.id.slice(0, 8)));
+  row.replaceChildren(cell, el("td", {}, s.status), el("td", {}, when(s.started_at)), el("td", {}, String(s.turn_count)),
+    el("td", {}, ms(s.median_latency_ms)), el("td", {}, s.end_reason || "–"));
+  return row;
+}
+
+// A recent session's row follows its frames between two fetches of the figures.
+function updateRecent(session) {
+  const row = document.querySelector(`#recent tr[data-session="${session.id}"]`);
+  if (row) recentRow(row, session);
 }
 
 // Budgets, and the profile filter
@@ -237,8 +244,11 @@ function onMessage(message) {
     document.getElementById("live-empty").hidden = live.children.length > 0;
   } else if (message.type === "session") {
     const node = document.getElementById(`session-${message.session.id}`);
-    if (node?.dataset.status !== message.session.status) refreshFigures();
+    // A start or an end changes the counts at once; a live conversation's latencies and minutes, slowly.
+    if (node?.dataset.status !== message.session.status) refreshFigures(2000);
+    else if (LIVE.has(message.session.status)) refreshFigures(FIGURES_WHILE_LIVE_MS);
     if (LIVE.has(message.session.status) || node) card(message.session);
+    updateRecent(message.session);
   } else if (message.type === "metrics") {
     // A transcript rebuilt after its session's last frame (under load, on the rebuilder).
     const node = document.getElementById(`session-${message.session_id}`);
@@ -272,9 +282,13 @@ function showFigures({ figures, recent: sessions, budgets }) {
 }
 
 // Sessions start and end in bursts: fetch at most once every few seconds.
+const FIGURES_WHILE_LIVE_MS = 10000;
 let refreshTimer = null;
-function refreshFigures(delay = 2000) {
-  if (refreshTimer) return;
+let refreshAt = 0;
+function refreshFigures(delay) {
+  if (refreshTimer && refreshAt <= Date.now() + delay) return; // one fetch is due sooner already
+  clearTimeout(refreshTimer);
+  refreshAt = Date.now() + delay;
   refreshTimer = setTimeout(async () => {
     refreshTimer = null;
     try {

@@ -26,8 +26,6 @@ const END_REASONS = {
   MAX_DURATION_REACHED: "The conversation reached its time limit.",
   ZOMBIE_SESSION_REAP: "The conversation was closed by the avatar service.",
   AGENT_HANG_UP: "The avatar ended the conversation.",
-  STAFF_ENDED: "A member of our staff ended the conversation.",
-  API_ENDED: "The conversation was ended by the site.",
 };
 
 /**

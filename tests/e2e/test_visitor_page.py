@@ -28,7 +28,7 @@ OPENING = "Hello! I am the emulated avatar. What would you like to talk about?"
 LONG_SENTENCE = " ".join(["This is a very long sentence that the avatar will not be able to finish at all today"] * 11)
 ROOT = Path(__file__).resolve().parents[2]
 # `README_SCREENSHOT=1 pytest tests/e2e` refreshes the README's picture; plain runs leave the tree clean.
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
+SCREENSHOT = ROOT / "docs" / "visitor-desktop.png"
 
 
 @pytest.fixture

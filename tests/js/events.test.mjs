@@ -47,4 +47,9 @@ test("it returns null for payloads that are not JSON objects", () => {
 test("it words end reasons for the visitor", () => {
   assert.match(describeEndReason("MAX_DURATION_REACHED"), /time limit/);
   assert.match(describeEndReason("SOMETHING_NEW"), /SOMETHING_NEW/);
+  // Who ended it, in words: never "You ended" when someone else did.
+  assert.equal(describeEndReason("STAFF_ENDED"), "A member of staff ended the conversation.");
+  for (const reason of ["API_ENDED", "ORPHANED", "BUDGET_EXCEEDED", "MAX_DURATION", "START_FAILED"]) {
+    assert.doesNotMatch(describeEndReason(reason), /You ended|\(/, reason);
+  }
 });

@@ -265,3 +265,12 @@ test("a live-control command is carried out and answered on the socket it came o
   assert.deepEqual(socket.sent, [{ type: "control_result", command_id: "c1", ok: true, event_id: "e1" }]);
   forwarder.stopped = true;
 });
+
+test("the server's word on how the session ended is handed on", () => {
+  const { forwarder, socket } = setup();
+  const heard = [];
+  forwarder.onEnded = (ended) => heard.push(ended);
+  socket().open();
+  socket().answer({ type: "session.ended", status: "ended", end_reason: "STAFF_ENDED" });
+  assert.deepEqual(heard, [{ status: "ended", endReason: "STAFF_ENDED" }]);
+});
