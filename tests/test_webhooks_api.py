@@ -7,7 +7,7 @@ import pytest
 
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus
 from webhooks import delivery
-from webhooks.models import Endpoint
+from webhooks.models import Delivery, Endpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +118,15 @@ def test_a_failing_delivery_is_logged_without_its_secret(call, caplog):
     assert queued.webhook_id in caplog.text
     assert created["secret"] not in caplog.text
     assert created["secret"].removeprefix("whsec_") not in caplog.text
+
+
+def test_a_delivery_whose_last_attempt_never_finished_is_marked_failed(call, settings):
+    settings.WEBHOOK_RETRY_DELAYS = [0.1]  # two attempts in all
+    call("post", "", {**NEW, "url": "http://127.0.0.1:9/hooks"})
+    session = AvatarSession.objects.create(status=SessionStatus.STARTED)
+    [queued] = delivery.record_event(session, "session.started")
+    Delivery.objects.filter(pk=queued.pk).update(attempts=2, payload={"type": "session.started"})
+    # What a worker killed during attempt 2 left queued.
+    assert delivery.attempt(str(queued.pk), 3) == "failed"
+    queued.refresh_from_db()
+    assert (queued.status, queued.last_error) == ("failed", "Gave up after 2 attempts.")

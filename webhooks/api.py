@@ -36,7 +36,8 @@ def _http_url(value: str | None) -> str | None:
 class EndpointIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=500, examples=["https://crm.example.com/hooks/avatar"])
+    # No NUL: PostgreSQL refuses it in text.
+    url: str = Field(max_length=500, pattern=r"^[^\x00]*$", examples=["https://crm.example.com/hooks/avatar"])
     events: list[EventType] = Field(min_length=1, description="Event types to send here.")
     profile: str = Field("", max_length=64, pattern=r"^[-a-zA-Z0-9_]*$", description="Only this profile's sessions.")
     active: bool = True
@@ -47,7 +48,7 @@ class EndpointIn(Schema):
 class EndpointPatch(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, max_length=500)
+    url: str | None = Field(None, max_length=500, pattern=r"^[^\x00]*$")
     events: list[EventType] | None = Field(None, min_length=1)
     profile: str | None = Field(None, max_length=64, pattern=r"^[-a-zA-Z0-9_]*$")
     active: bool | None = Field(None, description="true also re-enables an endpoint disabled after failures.")
