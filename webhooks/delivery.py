@@ -58,12 +58,13 @@ def record_event(session, event_type: str, delay: float = 0) -> list[Delivery]:
 
 
 def send_again(delivery: Delivery) -> None:
-    """Staff's "send again": pending once more, the same payload and webhook-id, tried now."""
+    """Staff's "send again": pending once more with a fresh run of attempts, the same payload and
+    webhook-id, the first attempt now. (Attempts still queued from before find their turn gone.)"""
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
-        delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, timezone.now()
-        delivery.save(update_fields=["status", "next_attempt_at"])
-        queue_attempt(delivery, delivery.attempts + 1, delivery.next_attempt_at)
+        delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.PENDING, 0, timezone.now()
+        delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
+        queue_attempt(delivery, 1, delivery.next_attempt_at)
 
 
 def attempt(delivery_id: str, number: int) -> str:
