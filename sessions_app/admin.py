@@ -12,10 +12,8 @@ from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
-from django.utils import timezone
-from django.utils.formats import date_format
 
-from privacy.models import purge_at
+from privacy.models import purge_date
 
 from . import lifecycle
 from .api import admin as api_admin  # noqa: F401  (registers ApiKey)
@@ -91,8 +89,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Purged on")
     def purge_on(self, session):
-        when = purge_at(session)
-        return "Kept forever" if when is None else date_format(timezone.localtime(when), "DATETIME_FORMAT")
+        return purge_date(session)
 
     @admin.display(description="Redacted in the transcript")
     def redacted(self, session):
