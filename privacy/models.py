@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from sessions_app.models import AvatarSession
 
@@ -32,3 +33,9 @@ def purge_at(session) -> datetime | None:
     """When the purge will delete the session (None: never). Counted from when it was created."""
     days = retention_days(session)
     return None if days is None else session.created_at + timedelta(days=days)
+
+
+def purge_date(session) -> str:
+    """When the purge will delete the session, in words for staff."""
+    when = purge_at(session)
+    return "Kept forever" if when is None else date_format(timezone.localtime(when), "DATETIME_FORMAT")

@@ -20,7 +20,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from privacy.models import purge_at
+from privacy.models import purge_date
 
 from . import lifecycle, liveavatar, transcript
 from .exports import as_text
@@ -219,8 +219,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Purged on")
     def purge_on(self, session):
-        when = purge_at(session)
-        return "Kept forever" if when is None else when
+        return purge_date(session)
 
     @admin.display(description="Redacted in the transcript")
     def redacted(self, session):

@@ -7,7 +7,7 @@ import pytest
 
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus
 from webhooks import delivery
-from webhooks.models import Endpoint
+from webhooks.models import Delivery, Endpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +54,7 @@ def test_it_needs_the_webhooks_scope(call):
     [
         {**NEW, "url": "ftp://crm.example.com/hooks"},
         {**NEW, "url": "not a url"},
+        {**NEW, "url": "https://crm example.com/hooks"},
         {**NEW, "events": []},
         {**NEW, "events": ["session.paused"]},
         {**NEW, "secret": "whsec_mine"},
@@ -118,3 +119,35 @@ def test_a_failing_delivery_is_logged_without_its_secret(call, caplog):
     assert queued.webhook_id in caplog.text
     assert created["secret"] not in caplog.text
     assert created["secret"].removeprefix("whsec_") not in caplog.text
+
+
+def test_a_delivery_whose_last_attempt_never_finished_is_marked_failed(call, settings):
+    settings.WEBHOOK_RETRY_DELAYS = [0.1]  # two attempts in all
+    call("post", "", {**NEW, "url": "http://127.0.0.1:9/hooks"})
+    session = AvatarSession.objects.create(status=SessionStatus.STARTED)
+    [queued] = delivery.record_event(session, "session.started")
+    Delivery.objects.filter(pk=queued.pk).update(attempts=2, payload={"type": "session.started"})
+    # What a worker killed during attempt 2 left queued.
+    assert delivery.attempt(str(queued.pk), 3) == "failed"
+    queued.refresh_from_db()
+    assert (queued.status, queued.last_error) == ("failed", "Gave up after 2 attempts.")
+
+
+def test_staff_send_a_failed_delivery_again_with_the_same_webhook_id(call, admin_client, settings):
+    from django_tasks_db.models import DBTaskResult
+
+    call("post", "", {**NEW, "url": "http://127.0.0.1:9/hooks"})
+    session = AvatarSession.objects.create(status=SessionStatus.STARTED)
+    [failed] = delivery.record_event(session, "session.started")
+    Delivery.objects.filter(pk=failed.pk).update(status="failed", attempts=8, payload={"type": "session.started"})
+    DBTaskResult.objects.all().delete()
+
+    response = admin_client.post(
+        "/admin/webhooks/delivery/", {"action": "send_again", "_selected_action": [str(failed.pk)]}, follow=True
+    )
+    assert "Queued 1 deliveries to be sent again." in response.content.decode()
+    again = Delivery.objects.get()
+    assert (again.status, again.attempts, again.webhook_id) == ("pending", 0, failed.webhook_id)
+    assert DBTaskResult.objects.get().args_kwargs["args"] == [str(failed.pk), 1]
+    assert delivery.attempt(str(failed.pk), 1) == "failed"  # nothing listens: tried, not refused
+    assert Delivery.objects.get().attempts == 1

@@ -155,3 +155,14 @@ def test_an_endpoint_answering_500_forever_is_disabled_after_the_stated_failures
     assert f"Webhooks to <strong>{receiver.url}</strong> are stopped" in page
     assert "Disabled after 3 failed deliveries in a row." in page
     assert AvatarSession.objects.count() == 1
+
+
+def test_two_workers_share_the_queue_and_send_each_delivery_once(api, receiver, make_worker):
+    subscribe(api, receiver.start())
+    make_worker(), make_worker()
+    sessions = [hold_conversation(api) for _ in range(4)]
+
+    wait_for(lambda: len(receiver.received) >= 8, what="every delivery")
+    webhook_ids = [webhook_id for webhook_id, _ in receiver.received]
+    assert sorted(webhook_ids) == sorted(d.webhook_id for d in Delivery.objects.all())
+    assert {payload["data"]["session"]["id"] for _, payload in receiver.received} == set(sessions)

@@ -6,11 +6,9 @@ The signing secret is in the answer to the creation and to a rotation, and nowhe
 import datetime as dt
 from typing import Literal
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import URLValidator
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict
 
 from sessions_app.api.api import AUTH_ERRORS, errors
 from sessions_app.api.auth import caller, requires
@@ -23,46 +21,27 @@ EventType = Literal[EVENT_TYPES]
 router = Router(auth=requires(SCOPE), tags=["webhooks"])
 
 
-# What URLValidator(schemes=["http", "https"]) accepts, narrowed to what a schema can say, so that a
-# client (and the schema fuzz test) knows before sending: a host name, localhost or an IPv4 address,
-# then printable ASCII.
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])"
-URL_PATTERN = (
-    rf"^https?://(localhost|{_OCTET}(\.{_OCTET}){{3}}|([A-Za-z0-9]([A-Za-z0-9-]{{0,48}}[A-Za-z0-9])?\.){{1,3}}"
-    r"[A-Za-z]{2,63})(:[0-9]{1,5})?([/?#][!-~]*)?$"
-)
-
-
-def _http_url(value: str | None) -> str | None:
-    if value is None:
-        return value
-    try:
-        URLValidator(schemes=["http", "https"])(value)
-    except DjangoValidationError:
-        raise ValueError("must be an http:// or https:// URL") from None
-    return value
+# The whole rule is in the schema, so that what it allows is accepted: http(s), a host, then
+# printable ASCII (spell other characters %-encoded). Not \s: regex dialects disagree on what it is.
+HTTP_URL = r"^https?://[!-.0-9;-~]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?$"
 
 
 class EndpointIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=500, pattern=URL_PATTERN, examples=["https://crm.example.com/hooks/avatar"])
+    url: str = Field(max_length=500, pattern=HTTP_URL, examples=["https://crm.example.com/hooks/avatar"])
     events: list[EventType] = Field(min_length=1, description="Event types to send here.")
     profile: str = Field("", max_length=64, pattern=r"^[-a-zA-Z0-9_]*$", description="Only this profile's sessions.")
     active: bool = True
-
-    _url = field_validator("url")(_http_url)
 
 
 class EndpointPatch(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, max_length=500, pattern=URL_PATTERN)
+    url: str | None = Field(None, max_length=500, pattern=HTTP_URL)
     events: list[EventType] | None = Field(None, min_length=1)
     profile: str | None = Field(None, max_length=64, pattern=r"^[-a-zA-Z0-9_]*$")
     active: bool | None = Field(None, description="true also re-enables an endpoint disabled after failures.")
-
-    _url = field_validator("url")(_http_url)
 
 
 class EndpointOut(Schema):
@@ -117,7 +96,7 @@ def list_endpoints(request):
 
 @router.post(
     "",
-    response={201: EndpointSecretOut, **errors(*AUTH_ERRORS, 400, 413, 422)},
+    response={201: EndpointSecretOut, **errors(*AUTH_ERRORS, 400, 422)},
     summary="Add a webhook endpoint; the answer holds its signing secret, shown once",
 )
 def create_endpoint(request, body: EndpointIn):
@@ -133,9 +112,7 @@ def get_endpoint(request, endpoint_id: int):
 
 
 @router.patch(
-    "/{endpoint_id}",
-    response={200: EndpointOut, **errors(*AUTH_ERRORS, 400, 404, 413, 422)},
-    summary="Change an endpoint",
+    "/{endpoint_id}", response={200: EndpointOut, **errors(*AUTH_ERRORS, 400, 404, 422)}, summary="Change an endpoint"
 )
 def update_endpoint(request, endpoint_id: int, body: EndpointPatch):
     endpoint = _endpoint(endpoint_id)

@@ -58,12 +58,13 @@ def record_event(session, event_type: str, delay: float = 0) -> list[Delivery]:
 
 
 def send_again(delivery: Delivery) -> None:
-    """Staff's "send again": pending once more, the same payload and webhook-id, tried now."""
+    """Staff's "send again": pending once more with a fresh run of attempts, the same payload and
+    webhook-id, the first attempt now. (Attempts still queued from before find their turn gone.)"""
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
-        delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, timezone.now()
-        delivery.save(update_fields=["status", "next_attempt_at"])
-        queue_attempt(delivery, delivery.attempts + 1, delivery.next_attempt_at)
+        delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.PENDING, 0, timezone.now()
+        delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
+        queue_attempt(delivery, 1, delivery.next_attempt_at)
 
 
 def attempt(delivery_id: str, number: int) -> str:
@@ -71,6 +72,10 @@ def attempt(delivery_id: str, number: int) -> str:
     delivery = Delivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != DeliveryStatus.PENDING or delivery.attempts != number - 1:
         return "skipped"
+    if number > max_attempts():
+        # The last attempt's worker died before it could tell.
+        _give_up(delivery, f"Gave up after {delivery.attempts} attempts.")
+        return "failed"
     if delivery.payload is None:
         # Built once, before the first attempt, outside the claim below: a rebuild takes row locks.
         delivery.payload = payloads.build(delivery.event_type, delivery.session_id, delivery.occurred_at)
@@ -86,7 +91,9 @@ def attempt(delivery_id: str, number: int) -> str:
 def _claim(delivery_id: str, number: int) -> Delivery | None:
     """Count the attempt and queue the one after it, or None when it is not this attempt's turn."""
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().select_related("endpoint").filter(pk=delivery_id).first()
+        # The delivery's row only: attempts at one endpoint's deliveries run side by side.
+        rows = Delivery.objects.select_for_update(of=("self",)).select_related("endpoint")
+        delivery = rows.filter(pk=delivery_id).first()
         if delivery is None or delivery.status != DeliveryStatus.PENDING or delivery.attempts != number - 1:
             return None
         if not delivery.endpoint.active:
@@ -94,11 +101,10 @@ def _claim(delivery_id: str, number: int) -> Delivery | None:
             return None
         now = timezone.now()
         delivery.attempts, delivery.last_attempt_at = number, now
-        delivery.next_attempt_at = None
-        if number < max_attempts():
-            wait = settings.WEBHOOK_TIMEOUT_SECONDS + settings.WEBHOOK_RETRY_DELAYS[number - 1]
-            delivery.next_attempt_at = now + timedelta(seconds=wait)
-            queue_attempt(delivery, number + 1, delivery.next_attempt_at)
+        # After the last attempt, the one queued only checks that it finished.
+        delay = settings.WEBHOOK_RETRY_DELAYS[number - 1] if number < max_attempts() else 1
+        delivery.next_attempt_at = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + delay)
+        queue_attempt(delivery, number + 1, delivery.next_attempt_at)
         delivery.save(update_fields=["attempts", "last_attempt_at", "next_attempt_at"])
     return delivery
 
@@ -140,7 +146,11 @@ def _record(delivery: Delivery, number: int, outcome: Outcome) -> None:
         fields.update(status=DeliveryStatus.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
         delivery.endpoint.record_success()
     elif number >= max_attempts():
-        fields.update(status=DeliveryStatus.FAILED, last_error=f"{outcome.error} Gave up after {number} attempts.")
+        fields.update(
+            status=DeliveryStatus.FAILED,
+            last_error=f"{outcome.error} Gave up after {number} attempts.",
+            next_attempt_at=None,
+        )
     # Only this attempt's row: a send again meanwhile has moved it on.
     Delivery.objects.filter(pk=delivery.pk, attempts=number).update(**fields)
     if not outcome.ok:

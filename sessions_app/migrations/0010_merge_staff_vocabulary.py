@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0008_staff_vocabulary'),
-        ('sessions_app', '0009_merge_profiles'),
+        ("sessions_app", "0008_staff_vocabulary"),
+        ("sessions_app", "0009_merge_profiles"),
     ]
 
-    operations = [
-    ]
+    operations = []
