@@ -15,7 +15,7 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.pagination import paginate
 from ninja.parser import Parser
 
-from operations import metrics
+from operations import logs, metrics
 
 from .. import ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
@@ -258,6 +258,7 @@ def list_events(request, session_id: uuid.UUID):
     summary="Send a batch of events, as the page does on its websocket",
 )
 async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
+    logs.bind_session(session_id)
     session = await aget_object_or_404(AvatarSession, pk=session_id)
     result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
     metrics.rejected(result.errors)
