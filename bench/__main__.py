@@ -124,7 +124,9 @@ async def phase_single_process(workdir) -> dict:
         )
         forwarders = await open_forwarders(server, throughput_sessions)
         unmetered_forwarders = await open_forwarders(unmetered, unmetered_sessions)
-        await load.closed_loop_echo(server, 10, 1)  # warm-up
+        await load.closed_loop_echo(server, 10, 1)  # warm-up, of both ingests too (first connections, caches)
+        await load.closed_loop_ingest(forwarders, 1)
+        await load.closed_loop_ingest(unmetered_forwarders, 1)
         echo_rates, ingest_rates, unmetered_rates = [], [], []
         for round_number in range(THROUGHPUT_ROUNDS):
             echo_rates.append(await load.closed_loop_echo(server, THROUGHPUT_SOCKETS, THROUGHPUT_SECONDS))
