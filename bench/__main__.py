@@ -139,6 +139,7 @@ async def phase_single_process(workdir) -> dict:
         echo_rates, ingest_rates, unmetered_rates, ingest_cpu, unmetered_cpu = [], [], [], [], []
         for round_number in range(THROUGHPUT_ROUNDS):
             echo_rates.append(await load.closed_loop_echo(server, THROUGHPUT_SOCKETS, THROUGHPUT_SECONDS))
+            await asyncio.sleep(1)  # the echo's sockets close before the metered process is measured
             # Which of the two goes first alternates: the machine's drift weighs on both alike.
             pair = [
                 (server, forwarders, ingest_rates, ingest_cpu),
