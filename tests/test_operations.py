@@ -116,6 +116,7 @@ async def test_a_429_is_counted_waited_for_and_remembered_in_words():
     client = liveavatar.LiveAvatarClient(
         "http://liveavatar.test", "key-0123456789", transport=httpx.MockTransport(lambda request: answers.pop(0))
     )
+    await LiveAvatarFailure.objects.all().adelete()  # rows that other tests' threads wrote outside their transactions
     assert await client.credits() == {"credits_left": "12.00"}  # waited out the window, then asked again
     failure = await LiveAvatarFailure.objects.aget()
     assert (failure.status, failure.retry_after, failure.endpoint) == (429, 0.05, "GET /v1/users/credits")

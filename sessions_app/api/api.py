@@ -18,7 +18,7 @@ from ninja.pagination import paginate
 from ninja.parser import Parser
 
 from control.api import router as control_router
-from operations import metrics
+from operations import logs, metrics
 from profiles import embedding
 from profiles.api import router as profiles_router
 
@@ -279,6 +279,7 @@ def list_events(request, session_id: uuid.UUID):
     summary="Send a batch of events, as the page does on its websocket",
 )
 async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
+    logs.bind_session(session_id)
     session = await aget_object_or_404(AvatarSession, pk=session_id)
     result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
     metrics.rejected(result.errors)
