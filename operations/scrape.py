@@ -10,6 +10,7 @@ from django.db.models import Count
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from profiles.models import AvatarProfile
 from sessions_app.models import AvatarSession, SessionStatus
 
 from .metrics import multiprocess_dir
@@ -20,21 +21,24 @@ _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 class LiveSessions:
     """avatar_site_live_sessions{profile, status}, counted in the database at scrape time, so that it
-    is right however many processes there are. Every session uses the site's one configuration:
-    profile "default"."""
+    is right however many processes there are."""
 
     def collect(self):
         family = GaugeMetricFamily(
             "avatar_site_live_sessions", "Sessions not over yet, by profile and status.", labels=["profile", "status"]
         )
-        counts = dict(
-            AvatarSession.objects.filter(status__in=LIVE_STATUSES)
+        counts = {
+            (slug or "", status): n
+            for slug, status, n in AvatarSession.objects.filter(status__in=LIVE_STATUSES)
             .order_by()
-            .values_list("status")
+            .values_list("profile__slug", "status")
             .annotate(Count("id"))
-        )
-        for status in LIVE_STATUSES:
-            family.add_metric(["default", status], counts.get(status, 0))
+        }
+        for slug in AvatarProfile.objects.values_list("slug", flat=True):
+            for status in LIVE_STATUSES:
+                family.add_metric([slug, status], counts.pop((slug, status), 0))
+        for (slug, status), n in counts.items():  # sessions of no profile
+            family.add_metric([slug, status], n)
         yield family
 
 

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from operations import account, logs
 from operations.models import LiveAvatarFailure
+from profiles.models import AvatarProfile
 from sessions_app import liveavatar
 from sessions_app.emulator.models import EmulatedSession
 
@@ -55,6 +56,7 @@ def test_it_refuses_any_bearer_token_when_none_is_set(client):
 @override_settings(METRICS_TOKEN=TOKEN)
 @pytest.mark.django_db(transaction=True)
 def test_it_lets_the_token_or_staff_scrape(client):
+    AvatarProfile.objects.default()  # every profile has its series, at 0 with no session live
     response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
     assert ("avatar_site_live_sessions", (("profile", "default"), ("status", "active"))) in samples(
