@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from profiles.models import AvatarProfile
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus
 from webhooks import delivery
 from webhooks.models import Delivery, Endpoint
@@ -151,3 +152,13 @@ def test_staff_send_a_failed_delivery_again_with_the_same_webhook_id(call, admin
     assert DBTaskResult.objects.get().args_kwargs["args"] == [str(failed.pk), 1]
     assert delivery.attempt(str(failed.pk), 1) == "failed"  # nothing listens: tried, not refused
     assert Delivery.objects.get().attempts == 1
+
+
+def test_an_endpoint_for_one_profile_gets_only_that_profiles_sessions(call):
+    shop = AvatarProfile.objects.create(slug="shop", name="Shop")
+    for_shop = call("post", "", {**NEW, "profile": "shop"}).json()
+    for_all = call("post", "", NEW).json()
+    of_shop = AvatarSession.objects.create(status=SessionStatus.STARTED, profile=shop)
+    of_default = AvatarSession.objects.create(status=SessionStatus.STARTED, profile=AvatarProfile.objects.default())
+    to = {s.pk: {d.endpoint_id for d in delivery.record_event(s, "session.started")} for s in (of_shop, of_default)}
+    assert to == {of_shop.pk: {for_shop["id"], for_all["id"]}, of_default.pk: {for_all["id"]}}

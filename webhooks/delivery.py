@@ -14,6 +14,7 @@ from datetime import timedelta
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.tasks import task
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -36,14 +37,12 @@ def max_attempts() -> int:
 
 def queue_attempt(delivery: Delivery, attempt: int, at) -> None:
     """Queue attempt number `attempt` of the delivery to run at `at` (inside the caller's transaction)."""
-    from .tasks import deliver
-
     deliver.using(run_after=at).enqueue(str(delivery.pk), attempt)
 
 
 def record_event(session, event_type: str, delay: float = 0) -> list[Delivery]:
     """One delivery per active endpoint that wants the event, each queued to run after `delay` seconds."""
-    profile = ""  # sessions have no profile yet: endpoints filtering on one get none
+    profile = session.profile.slug if session.profile_id else ""
     at = timezone.now()
     run_at = at + timedelta(seconds=delay)
     deliveries = []
@@ -65,6 +64,12 @@ def send_again(delivery: Delivery) -> None:
         delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.PENDING, 0, timezone.now()
         delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
         queue_attempt(delivery, 1, delivery.next_attempt_at)
+
+
+@task
+def deliver(delivery_id: str, number: int) -> str:
+    """The queued task: one attempt of a delivery."""
+    return attempt(delivery_id, number)
 
 
 def attempt(delivery_id: str, number: int) -> str:
