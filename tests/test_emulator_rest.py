@@ -36,7 +36,7 @@ def test_it_mints_and_starts_a_session(client):
     response = post(client, "/sessions/start", key=False, bearer=token["session_token"])
     assert response.status_code == 201
     data = response.json()["data"]
-    assert data["livekit_url"] == "ws://testserver/liveavatar-emulator/rtc"
+    assert data["livekit_url"] == "ws://testserver/liveavatar-emulator"
     assert data["max_session_duration"] == 120
     claims = TokenVerifier(settings.EMULATOR_LIVEKIT_API_KEY, settings.EMULATOR_LIVEKIT_API_SECRET).verify(
         data["livekit_client_token"]

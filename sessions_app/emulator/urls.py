@@ -18,4 +18,6 @@ urlpatterns = [
     path("v1/contexts/<str:context_id>", views.context_detail),
     path("v1/languages", views.languages),
     path("v1/users/credits", views.credits),
+    # The emulated LiveKit server's HTTP side: livekit-client asks here why a join was refused.
+    path("rtc/v1/validate", views.rtc_validate),
 ]
