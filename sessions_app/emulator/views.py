@@ -84,7 +84,7 @@ def _require_api_key(request):
 
 
 def _session_by_token(token: str) -> EmulatedSession:
-    session = EmulatedSession.objects.filter(token=token).first()
+    session = EmulatedSession.for_token(token)
     if session is None:
         raise Refused(401, 4001, "Invalid session token")
     return _fresh(session)
@@ -178,7 +178,7 @@ def create_token(request):
     _require_api_key(request)
     config = _validate_token_config(_json_body(request))
     session = EmulatedSession.objects.create(config=config, max_session_duration=config.get("max_session_duration"))
-    return _ok({"session_id": str(session.id), "session_token": session.token})
+    return _ok({"session_id": str(session.id), "session_token": session.session_token})
 
 
 def _room_token(session: EmulatedSession) -> str:
