@@ -2,7 +2,7 @@
 
 The access token is a real LiveKit JWT (room-join grant, room = the session). Frames are
 `SignalRequest` / `SignalResponse` protobufs; the JoinRequest, with the client's first offer, comes
-in the `join_request` query parameter. See ../shared LIVEKIT-SIGNALING notes in docs/ARCHITECTURE.md.
+in the `join_request` query parameter. docs/ARCHITECTURE.md ("The emulated room") has the details.
 """
 
 from __future__ import annotations
