@@ -42,7 +42,12 @@ def _start(page, url):
 
 
 def phase_room(workdir, starts: int, seconds: float, log) -> dict:
-    env = servers.base_env(DATABASE_URL=servers.sqlite_url(workdir, "room"), EMULATOR_SPEED=1)
+    env = servers.base_env(
+        DATABASE_URL=servers.sqlite_url(workdir, "room"),
+        EMULATOR_SPEED=1,
+        MINT_RATE_PER_MINUTE=1000,
+        MINT_RATE_PER_ADDRESS_PER_MINUTE=1000,
+    )
     servers.manage(env, "migrate", "--noinput", "-v0")
     server = servers.Daphne(workdir, env, "room")
     try:
