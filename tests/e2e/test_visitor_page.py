@@ -101,6 +101,8 @@ def test_it_holds_a_whole_conversation(daphne_server, launch):
         "() => [...document.querySelectorAll('audio')].some((a) => !a.paused && a.srcObject"
         " && a.srcObject.getAudioTracks().some((t) => t.readyState === 'live'))"
     )
+    # The quality livekit-client reports from the room's ConnectionQualityUpdate.
+    expect(page.locator("#quality")).to_have_text("Connection: excellent")
     wait_avatar_quiet(page)
 
     page.get_by_label("Message").fill("What are your hours?")
