@@ -301,6 +301,10 @@ EMULATOR_LIVEKIT_API_KEY = os.environ.get("EMULATOR_LIVEKIT_API_KEY", "emulator-
 EMULATOR_LIVEKIT_API_SECRET = os.environ.get(
     "EMULATOR_LIVEKIT_API_SECRET", "emulator-secret-that-is-long-enough-for-hs256-signing"
 )
+# What the emulator signs its session tokens (JWTs, as the real API's) with.
+EMULATOR_SESSION_TOKEN_SECRET = os.environ.get(
+    "EMULATOR_SESSION_TOKEN_SECRET", "emulator-session-token-secret-long-enough-for-hs256"
+)
 
 # Visitors: how many tokens one visitor may mint per minute.
 MINT_RATE_PER_MINUTE = envint("MINT_RATE_PER_MINUTE", 10)

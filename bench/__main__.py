@@ -11,7 +11,7 @@ import os
 import statistics
 import time
 
-from . import load, servers
+from . import load, room, servers
 from .upstream import PageClient, SlowLiveAvatar
 
 QUICK = os.environ.get("BENCH_QUICK", "").lower() in ("1", "true", "yes")
@@ -24,6 +24,7 @@ FANOUT_SECONDS = 20 * SCALE
 HOLD_SESSIONS = int(1000 * SCALE)
 MINT_DELAY_MS, MINT_VISITS = 50, int(200 * SCALE)
 SCALEOUT_SESSIONS, SCALEOUT_PACE, SCALEOUT_SECONDS, SCALEOUT_ROUNDS = 100, 3.0, 10 * SCALE, 3
+ROOM_STARTS, ROOM_SECONDS = 10, 60 * SCALE
 
 TARGETS = {
     "ingest_ratio": ("≥", 0.5),
@@ -33,6 +34,8 @@ TARGETS = {
     "kb_per_session": ("<", 200),
     "mint_overhead_ratio": ("≤", 2.0),
     "scaleout_cpu_ratio": ("≤", 1.25),
+    "emulator_room_cpu_pct": ("≤", 10),
+    "start_to_first_frame_ms": ("≤", 1000),
 }
 
 
@@ -355,10 +358,17 @@ def main():
             else:
                 workdir.remove()
         return
+    if only == "room":  # the emulated room in Chromium alone, printed
+        try:
+            print(json.dumps(room.phase_room(workdir, ROOM_STARTS, ROOM_SECONDS, log), indent=2))
+        finally:
+            workdir.remove()
+        return
     try:
         single = asyncio.run(phase_single_process(workdir))
         mint = phase_mint(workdir)
         scaleout = asyncio.run(phase_scaleout(workdir))
+        emulated = room.phase_room(workdir, ROOM_STARTS, ROOM_SECONDS, log)
     finally:
         workdir.remove()
     one, two = scaleout["one_process_defaults"], scaleout["two_processes_pg_redis"]
@@ -375,6 +385,8 @@ def main():
         "kb_per_session": single["kb_per_session"],
         "mint_overhead_ratio": mint["overhead_ratio"],
         "scaleout_cpu_ratio": round(two["daphne_cpu_s_per_1000"] / one["daphne_cpu_s_per_1000"], 3),
+        "emulator_room_cpu_pct": emulated["room_cpu_pct"],
+        "start_to_first_frame_ms": emulated["start_to_first_frame_ms"],
     }
     rows = [
         (
@@ -404,6 +416,16 @@ def main():
             f"2 procs PG+Redis {two['daphne_cpu_s_per_1000']} s/1000 ev",
             f"1 proc defaults {one['daphne_cpu_s_per_1000']} s/1000 ev",
         ),
+        (
+            "emulator_room_cpu_pct",
+            f"{emulated['conversation_seconds']} s, {emulated['questions']} questions, % of one core",
+            f"idle Daphne {emulated['idle_cpu_pct']} %",
+        ),
+        (
+            "start_to_first_frame_ms",
+            f"median of {ROOM_STARTS} starts in Chromium",
+            f"all: {emulated['first_frame_ms_all']}",
+        ),
     ]
     print()
     print(f"{'figure':<20}{'value':>10}  {'target':<14}{'measured':<42}baseline / context")
@@ -411,7 +433,7 @@ def main():
         print(f"{key:<20}{figures[key]:>10}  {verdict(key, figures[key]):<14}{measured:<42}{baseline}")
     report = {
         **figures,
-        "raw": {"single_process": single, "mint": mint, "scaleout": scaleout},
+        "raw": {"single_process": single, "mint": mint, "scaleout": scaleout, "room": emulated},
         "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
         "quick": QUICK,
         "seconds": round(time.monotonic() - started),

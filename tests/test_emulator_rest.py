@@ -1,7 +1,9 @@
 """The emulator refuses what LiveAvatar refuses and ends sessions the way it does."""
 
 import time
+from datetime import timedelta
 
+import jwt
 import pytest
 from django.conf import settings
 from livekit.api import TokenVerifier
@@ -36,12 +38,28 @@ def test_it_mints_and_starts_a_session(client):
     response = post(client, "/sessions/start", key=False, bearer=token["session_token"])
     assert response.status_code == 201
     data = response.json()["data"]
-    assert data["livekit_url"] == "ws://testserver/liveavatar-emulator/rtc"
+    assert data["livekit_url"] == "ws://testserver/liveavatar-emulator"
     assert data["max_session_duration"] == 120
     claims = TokenVerifier(settings.EMULATOR_LIVEKIT_API_KEY, settings.EMULATOR_LIVEKIT_API_SECRET).verify(
         data["livekit_client_token"]
     )
     assert claims.video.room == token["session_id"] and claims.identity.startswith("visitor-")
+
+
+def test_its_session_tokens_are_jwts_naming_the_session_and_their_expiry(client):
+    token = post(client, "/sessions/token", FULL).json()["data"]
+    claims = jwt.decode(token["session_token"], options={"verify_signature": False})
+    assert claims["sub"] == token["session_id"] and claims["exp"] > time.time()
+    # Start accepts only a token it signed, and not once it has expired.
+    forged = jwt.encode({**claims, "exp": int(time.time()) + 60}, "another-secret-another-secret-12", algorithm="HS256")
+    expired = jwt.encode(
+        {**claims, "exp": int(time.time()) - 1}, settings.EMULATOR_SESSION_TOKEN_SECRET, algorithm="HS256"
+    )
+    for bad in (forged, expired, "not-a-jwt"):
+        response = post(client, "/sessions/start", key=False, bearer=bad)
+        assert (response.status_code, response.json()["message"]) == (401, "Invalid session token")
+    assert post(client, "/sessions/start", key=False, bearer=token["session_token"]).status_code == 201
+    assert timedelta(seconds=claims["exp"] - claims["iat"]) == timedelta(hours=6)
 
 
 def test_it_answers_the_max_duration_the_session_really_lasts(client, settings):

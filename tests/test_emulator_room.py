@@ -1,26 +1,29 @@
-"""The emulated room: the simulated avatar and agent answer FULL-mode commands over a websocket."""
+"""The emulated LiveKit room: signaling, WebRTC and the simulated avatar and agent answering
+FULL-mode commands, seen from a LiveKit client (tests/livekit_client.py) joining in process."""
 
-import json
-import uuid
+import asyncio
+import base64
+import gzip
 
+import httpx
 import pytest
-import websockets
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
+from livekit.protocol import models, rtc
 
 from avatar_site.asgi import application
 from sessions_app.emulator import agent
-from sessions_app.liveavatar import LiveAvatarClient, get_client
+from sessions_app.emulator.room import rooms
+from sessions_app.liveavatar import get_client
+from tests.livekit_client import ORIGIN, TestClient, join_path
 
 FULL = {"mode": "FULL", "avatar_id": "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a", "avatar_persona": {"language": "en"}}
-ORIGIN = [(b"origin", b"http://127.0.0.1")]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def fast(settings):
-    settings.EMULATOR_SPEED = 50  # 5 ms a word
+    settings.EMULATOR_SPEED = 50
 
 
 async def started_session(**config):
@@ -29,66 +32,85 @@ async def started_session(**config):
     return client, token, await client.start(token["session_token"])
 
 
-class Room:
-    """The visitor's side of the room."""
-
-    def __init__(self, communicator):
-        self.ws = communicator
-
-    async def command(self, event_type, **payload):
-        event_id = str(uuid.uuid4())
-        event = {"event_id": event_id, "event_type": event_type, **payload}
-        await self.ws.send_to(
-            text_data=json.dumps({"type": "data", "topic": "agent-control", "payload": json.dumps(event)})
-        )
-        return event_id
-
-    async def frame(self):
-        return json.loads(await self.ws.receive_from(timeout=3))
-
-    async def events_until(self, last_type):
-        """Agent events up to and including the first of type `last_type`."""
-        events = []
-        while not events or events[-1]["event_type"] != last_type:
-            frame = await self.frame()
-            if frame["type"] == "data":
-                assert frame["topic"] == "agent-response"
-                events.append(json.loads(frame["payload"]))
-        return events
-
-
-async def join(started, **overrides):
-    communicator = WebsocketCommunicator(
-        application, f"/liveavatar-emulator/rtc?access_token={started['livekit_client_token']}", headers=ORIGIN
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    room = Room(communicator)
-    joined = await room.frame()
-    assert joined["type"] == "joined"
+async def join(started):
+    room = TestClient(started)
+    await room.connect()
     await room.events_until("avatar.speak_ended")  # the opening line
-    return room, joined
+    return room
 
 
 async def test_it_joins_with_the_avatar_and_agent_and_speaks_the_opening_line():
     _, token, started = await started_session()
-    communicator = WebsocketCommunicator(
-        application, f"/liveavatar-emulator/rtc?access_token={started['livekit_client_token']}", headers=ORIGIN
+    assert started["livekit_url"].endswith("/liveavatar-emulator")
+    room = TestClient(started)
+    joined, answer = await room.connect()
+    assert joined.room.name == token["session_id"] and joined.participant.identity.startswith("visitor-")
+    assert joined.server_info.version and joined.ping_interval > 0 and not joined.subscriber_primary
+    (avatar,) = joined.other_participants
+    assert avatar.identity == "heygen"
+    assert {t.type for t in avatar.tracks} == {models.TrackType.VIDEO, models.TrackType.AUDIO}
+    # Each of the avatar's tracks is named in the answer as livekit-client wants it: "<PA>|<TR> <TR>".
+    assert set(answer.mid_to_track_id.values()) == {t.sid for t in avatar.tracks}
+    for track in avatar.tracks:
+        assert f"a=msid:{avatar.sid}|{track.sid} {track.sid}" in answer.sdp
+    # The agent joins a moment later.
+    update = await room.next_signal("update")
+    (agent_info,) = update.participants
+    assert agent_info.identity == f"liveavatar-agent-{token['session_id']}"
+    assert agent_info.kind == models.ParticipantInfo.Kind.AGENT
+    event, packet = await room.event()
+    assert (event["event_type"], event["text"]) == ("avatar.transcription", agent.CONTEXTS[0]["opening_text"])
+    assert (packet.participant_identity, packet.participant_sid) == (agent_info.identity, agent_info.sid)
+    # And the avatar's video and voice arrive over WebRTC.
+    await asyncio.sleep(0.3)
+    assert {t.kind for t in room.tracks} == {"audio", "video"}
+    frame = await asyncio.wait_for(next(t for t in room.tracks if t.kind == "video").recv(), 5)
+    assert frame.width > 0
+    await room.close()
+
+
+async def test_it_answers_pings_and_each_offer_with_its_id():
+    _, _, started = await started_session()
+    room = await join(started)
+    await room.send_signal(ping_req=rtc.Ping(timestamp=1234, rtt=5))
+    pong = await room.next_signal("pong_resp")
+    assert pong.last_ping_timestamp == 1234 and pong.timestamp > 0
+    # The visitor publishes its microphone: track_published, then a renegotiation with a new offer id.
+    await room.send_signal(
+        add_track=rtc.AddTrackRequest(cid="mic-1", type=models.TrackType.AUDIO, source=models.TrackSource.MICROPHONE)
     )
-    await communicator.connect()
-    room = Room(communicator)
-    joined = await room.frame()
-    assert joined["room"] == token["session_id"] and joined["identity"].startswith("visitor-")
-    assert [p["identity"] for p in joined["participants"]] == ["heygen", f"liveavatar-agent-{token['session_id']}"]
-    events = await room.events_until("avatar.speak_ended")
-    assert events[0]["event_type"] == "avatar.transcription"
-    assert events[0]["text"] == agent.CONTEXTS[0]["opening_text"]
-    await communicator.disconnect()
+    published = await room.next_signal("track_published")
+    assert published.cid == "mic-1" and published.track.sid.startswith("TR_")
+    await room.pc.setLocalDescription(await room.pc.createOffer())
+    await room.send_signal(offer=rtc.SessionDescription(type="offer", sdp=room.pc.localDescription.sdp, id=2))
+    assert (await room.next_signal("answer")).id == 2
+    await room.close()
+
+
+async def test_it_reads_a_gzipped_join_request():
+    _, _, started = await started_session()
+    room = TestClient(started)
+    await room.pc.setLocalDescription(await room.pc.createOffer())
+    join = rtc.JoinRequest(publisher_offer=rtc.SessionDescription(type="offer", sdp=room.pc.localDescription.sdp, id=7))
+    wrapped = rtc.WrappedJoinRequest(
+        join_request=gzip.compress(join.SerializeToString()), compression=rtc.WrappedJoinRequest.Compression.GZIP
+    )
+    value = base64.urlsafe_b64encode(wrapped.SerializeToString()).decode().rstrip("=")
+    room.ws = WebsocketCommunicator(
+        application,
+        f"/liveavatar-emulator/rtc/v1?access_token={started['livekit_client_token']}&join_request={value}",
+        headers=ORIGIN,
+    )
+    assert (await room.ws.connect())[0]
+    room.reader = asyncio.create_task(room._read())
+    await room.next_signal("join")
+    assert (await room.next_signal("answer")).id == 7
+    await room.close()
 
 
 async def test_it_speaks_text_in_order_with_the_commands_event_id():
     _, token, started = await started_session()
-    room, _ = await join(started)
+    room = await join(started)
     event_id = await room.command("avatar.speak_text", text="Good morning to you")
     events = await room.events_until("avatar.speak_ended")
     types = [e["event_type"] for e in events]
@@ -99,12 +121,12 @@ async def test_it_speaks_text_in_order_with_the_commands_event_id():
     assert "".join(e["text"] for e in events[2:6]) == "Good morning to you"
     assert {e["source_event_id"] for e in events} == {event_id}
     assert {e["session_id"] for e in events} == {token["session_id"]}
-    await room.ws.disconnect()
+    await room.close()
 
 
 async def test_it_cuts_speech_short_on_interrupt(settings):
     client, token, started = await started_session()
-    room, _ = await join(started)
+    room = await join(started)
     settings.EMULATOR_SPEED = 2  # 125 ms a word: slow enough to interrupt
     event_id = await room.command("avatar.speak_text", text="one two three four five six seven eight nine ten")
     await room.events_until("avatar.transcription.chunk")
@@ -115,12 +137,12 @@ async def test_it_cuts_speech_short_on_interrupt(settings):
     transcript = (await client.transcript(token["session_id"]))["transcript_data"]
     assert transcript[-1]["role"] == "avatar" and transcript[-1]["transcript"].startswith("one")
     assert transcript[-1]["transcript"] != "one two three four five six seven eight nine ten"
-    await room.ws.disconnect()
+    await room.close()
 
 
 async def test_it_hears_the_user_and_answers():
     client, token, started = await started_session()
-    room, _ = await join(started)
+    room = await join(started)
     event_id = await room.command("emulator.user_says", text="hello what are your hours")
     events = await room.events_until("avatar.speak_ended")
     assert [e["event_type"] for e in events if not e["event_type"].endswith(".chunk")] == [
@@ -138,18 +160,18 @@ async def test_it_hears_the_user_and_answers():
     assert reply["source_event_id"] == event_id
     roles = [(e["role"], e["transcript"]) for e in (await client.transcript(token["session_id"]))["transcript_data"]]
     assert roles[-2:] == [("user", "hello what are your hours"), ("avatar", reply["text"])]
-    await room.ws.disconnect()
+    await room.close()
 
 
 async def test_it_acknowledges_push_to_talk_only_in_push_to_talk_sessions():
     _, _, started = await started_session()
-    room, _ = await join(started)
+    room = await join(started)
     await room.command("user.start_push_to_talk")
     assert [e["event_type"] for e in await room.events_until("user.push_to_talk_start_failed")]
-    await room.ws.disconnect()
+    await room.close()
 
     _, _, started = await started_session(interactivity_type="PUSH_TO_TALK")
-    room, _ = await join(started)
+    room = await join(started)
     await room.command("user.stop_push_to_talk")
     await room.events_until("user.push_to_talk_stop_failed")
     await room.command("user.start_push_to_talk")
@@ -160,49 +182,78 @@ async def test_it_acknowledges_push_to_talk_only_in_push_to_talk_sessions():
     assert "user.push_to_talk_stopped" in [e["event_type"] for e in events]
     reply = next(e for e in events if e["event_type"] == "avatar.transcription")
     assert reply["text"] == agent.reply("bye") and reply["source_event_id"] == stop_id
-    await room.ws.disconnect()
+    await room.close()
 
 
-async def test_it_refuses_a_bad_token():
+async def test_it_refuses_a_bad_token_and_says_why():
     _, _, started = await started_session()
     forged = started["livekit_client_token"][:-4] + "AAAA"
-    communicator = WebsocketCommunicator(application, f"/liveavatar-emulator/rtc?access_token={forged}", headers=ORIGIN)
-    await communicator.connect()
-    assert (await communicator.receive_output(timeout=3)) == {"type": "websocket.close", "code": 4401}
+    communicator = WebsocketCommunicator(application, join_path(started["livekit_url"], forged), headers=ORIGIN)
+    assert not (await communicator.connect())[0]
+    # What livekit-client asks after a refused upgrade.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1") as http:
+        refused = await http.get("/liveavatar-emulator/rtc/v1/validate", params={"access_token": forged})
+        valid = await http.get(
+            "/liveavatar-emulator/rtc/v1/validate", params={"access_token": started["livekit_client_token"]}
+        )
+    assert refused.status_code == 401 and valid.status_code == 200
 
 
-async def test_it_tells_the_room_when_the_session_is_stopped():
+async def test_it_says_session_stopped_then_leaves_with_a_reason_and_tears_down():
     client, token, started = await started_session()
-    room, _ = await join(started)
+    room = await join(started)
+    assert token["session_id"] in rooms
     await client.stop(session_id=token["session_id"], reason="USER_CLOSED")
     events = await room.events_until("session.stopped")
     assert events[-1]["end_reason"] == "USER_CLOSED"
-    frames = [await room.frame() for _ in range(3)]
-    assert frames[-1] == {"type": "disconnected", "reason": "USER_CLOSED"}
-    assert (await room.ws.receive_output(timeout=3))["type"] == "websocket.close"
+    update = await room.next_signal("update")
+    while update.participants[0].state != models.ParticipantInfo.State.DISCONNECTED:
+        update = await room.next_signal("update")
+    assert update.participants[0].identity == f"liveavatar-agent-{token['session_id']}"
+    leave = await room.next_signal("leave")
+    assert (leave.action, leave.reason) == (rtc.LeaveRequest.Action.DISCONNECT, models.DisconnectReason.ROOM_DELETED)
+    await room.next_signal("closed")
+    # Nothing of the room is left: no room, no task of it, its peer connection closed.
+    assert token["session_id"] not in rooms
+    await asyncio.sleep(0.1)
+    leftover = [t for t in asyncio.all_tasks() if "emulator" in repr(t.get_coro())]
+    assert leftover == []
+    await room.close()
+
+
+async def test_a_visitor_leaving_tears_the_room_down():
+    _, token, started = await started_session()
+    room = await join(started)
+    server_room = rooms[token["session_id"]]
+    pc = server_room.visitor.pc
+    await room.send_signal(leave=rtc.LeaveRequest(reason=models.DisconnectReason.CLIENT_INITIATED))
+    await room.next_signal("closed")
+    assert token["session_id"] not in rooms and pc.connectionState == "closed"
+    assert all(task.done() for task in server_room.tasks)
+    await room.close()
+
+
+async def test_several_rooms_live_at_once_without_mixing():
+    joined = []
+    for _ in range(3):
+        _, token, started = await started_session()
+        joined.append((token["session_id"], await join(started)))
+    for n, (_, room) in enumerate(joined):
+        await room.command("avatar.speak_text", text=f"room number {n}")
+    for n, (session_id, room) in enumerate(joined):
+        events = await room.events_until("avatar.speak_ended")
+        assert events[0]["text"] == f"room number {n}"
+        assert {e["session_id"] for e in events} == {session_id}
+    assert len({id(rooms[session_id]) for session_id, _ in joined}) == 3
+    for _, room in joined:
+        await room.close()
 
 
 async def test_it_ends_the_room_at_the_sandbox_deadline(settings):
     settings.EMULATOR_SPEED = 200  # a minute lasts 0.3 s
     _, _, started = await started_session(is_sandbox=True)
-    room, _ = await join(started)
+    room = TestClient(started)
+    await room.connect()
     events = await room.events_until("session.stopped")
     assert events[-1]["end_reason"] == "MAX_DURATION_REACHED"
-
-
-async def test_it_talks_over_a_real_websocket(daphne_server):
-    client = LiveAvatarClient(f"{daphne_server.url}/liveavatar-emulator", settings.EMULATOR_API_KEY)
-    token = await client.create_token(FULL)
-    started = await client.start(token["session_token"])
-    url = f"{started['livekit_url']}?access_token={started['livekit_client_token']}"
-    async with websockets.connect(url, origin=daphne_server.url) as ws:
-        assert json.loads(await ws.recv())["type"] == "joined"
-        command = {"event_id": "cmd-1", "event_type": "avatar.speak_text", "text": "Hi there"}
-        await ws.send(json.dumps({"type": "data", "topic": "agent-control", "payload": json.dumps(command)}))
-        seen = []
-        while "avatar.speak_ended" not in [e["event_type"] for e in seen if e["source_event_id"] == "cmd-1"]:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == "data":
-                seen.append(json.loads(frame["payload"]))
-        mine = [e["event_type"] for e in seen if e["source_event_id"] == "cmd-1"]
-        assert mine[:2] == ["avatar.transcription", "avatar.speak_started"] and mine[-1] == "avatar.speak_ended"
+    await room.close()

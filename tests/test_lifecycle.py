@@ -1,22 +1,17 @@
 """The server's own part of a session's life, against the built-in emulator: stop, reconcile, reap, expire."""
 
-import json
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.utils import timezone
 
-from avatar_site.asgi import application
 from sessions_app import ingest, lifecycle, liveavatar, minting
 from sessions_app.models import AvatarSession, EndReason, SessionStatus, TranscriptOrigin
+from tests.livekit_client import TestClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = [(b"origin", b"http://127.0.0.1")]
 
 
 @pytest.fixture(autouse=True)
@@ -35,17 +30,14 @@ class Page:
 
     def __init__(self, session, room):
         self.session, self.seq = session, 0
-        url = urlsplit(room["livekit_url"])
-        self.room = WebsocketCommunicator(
-            application, f"{url.path}?access_token={room['livekit_client_token']}", headers=ORIGIN
-        )
+        self.room = TestClient(room)
 
     def item(self, source, event):
         self.seq += 1
         return {"seq": self.seq, "ts": int(time.time() * 1000), "source": source, "event": event}
 
     async def join(self):
-        assert (await self.room.connect())[0]
+        await self.room.connect()
         await ingest.store_batch(
             self.session,
             [
@@ -55,16 +47,12 @@ class Page:
         )
 
     async def say(self, text):
-        command = {"event_type": "emulator.user_says", "text": text}
-        await self.room.send_json_to({"type": "data", "topic": "agent-control", "payload": json.dumps(command)})
+        await self.room.command("emulator.user_says", text=text)
 
     async def forward_until(self, event_type, count=1, drop=()):
         """Forward server events until `count` of `event_type` went by; events in `drop` are lost on the way."""
         while count:
-            frame = await self.room.receive_json_from(timeout=5)
-            if frame["type"] != "data":
-                continue
-            event = json.loads(frame["payload"])
+            event, _ = await self.room.event()
             count -= event["event_type"] == event_type
             if event["event_type"] not in drop:
                 await ingest.store_batch(self.session, [self.item("server", event)])
@@ -114,7 +102,7 @@ async def test_reconciliation_adds_what_the_browser_never_forwarded():
     session = await AvatarSession.objects.aget(pk=session.pk)
     assert session.reconciled_at is not None and session.turn_count == 3
     assert await lifecycle.reconcile(session) == 0  # a second pass adds nothing
-    await page.room.disconnect()
+    await page.room.close()
 
 
 async def test_the_reaper_stops_orphans_at_liveavatar_and_leaves_live_pages_alone(settings):

@@ -40,7 +40,7 @@ async def test_it_runs_a_session_against_the_emulator(daphne_server):
     token = await client.create_token(FULL)
     started = await client.start(token["session_token"])
     assert started["session_id"] == token["session_id"]
-    assert started["livekit_url"] == f"{daphne_server.ws_url}/liveavatar-emulator/rtc"
+    assert started["livekit_url"] == f"{daphne_server.ws_url}/liveavatar-emulator"
     await client.keep_alive(session_token=token["session_token"])
     await client.keep_alive(session_id=token["session_id"])
     assert (await client.list_sessions("active"))["count"] == 1

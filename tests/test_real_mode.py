@@ -22,11 +22,12 @@ def test_the_emulator_is_not_mounted(real_server):
     # With the emulator's own key, so only a missing route can explain a 404.
     response = httpx.get(f"{real_server.url}/liveavatar-emulator/v1/avatars", headers={"X-API-KEY": KEY})
     assert response.status_code == 404
-    # The emulated room is not refused after the handshake (4401, as for a bad token): there is no room.
+    # Nor is the emulated LiveKit server: no signaling socket, no validate endpoint.
     with pytest.raises(InvalidStatus):
         connect(
-            f"{real_server.ws_url}/liveavatar-emulator/rtc?access_token=x", origin=real_server.url, open_timeout=5
+            f"{real_server.ws_url}/liveavatar-emulator/rtc/v1?access_token=x", origin=real_server.url, open_timeout=5
         ).close()
+    assert httpx.get(f"{real_server.url}/liveavatar-emulator/rtc/v1/validate?access_token=x").status_code == 404
 
 
 def test_the_visitor_is_told_the_avatar_service_cannot_be_reached(real_server):

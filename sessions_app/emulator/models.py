@@ -6,10 +6,10 @@ settings.EMULATOR_SPEED so tests run fast.
 """
 
 import math
-import secrets
 import uuid
 from datetime import timedelta
 
+import jwt
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -17,6 +17,8 @@ from django.utils import timezone
 SANDBOX_SECONDS = 60
 IDLE_SECONDS = 300
 CREDITS_PER_MINUTE = 2  # FULL mode; sandbox sessions are free
+# How long a session token is good for (start, keep-alive and stop all need it).
+TOKEN_HOURS = 6
 
 
 class EmulatedSession(models.Model):
@@ -25,7 +27,6 @@ class EmulatedSession(models.Model):
     ENDED = "ended"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    token = models.CharField(max_length=128, unique=True, default=secrets.token_urlsafe)
     config = models.JSONField(default=dict)
     status = models.CharField(max_length=16, default=CREATED)
     created_at = models.DateTimeField(default=timezone.now)
@@ -41,6 +42,21 @@ class EmulatedSession(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    @property
+    def session_token(self) -> str:
+        """A JWT naming the session and its expiry, as the real API's bearer tokens are."""
+        claims = {"sub": str(self.id), "iat": self.created_at, "exp": self.created_at + timedelta(hours=TOKEN_HOURS)}
+        return jwt.encode(claims, settings.EMULATOR_SESSION_TOKEN_SECRET, algorithm="HS256")
+
+    @classmethod
+    def for_token(cls, token: str) -> "EmulatedSession | None":
+        """The session a valid, unexpired session token names; None for anything else."""
+        try:
+            claims = jwt.decode(token, settings.EMULATOR_SESSION_TOKEN_SECRET, algorithms=["HS256"])
+            return cls.objects.filter(id=uuid.UUID(claims["sub"])).first()
+        except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+            return None
 
     @property
     def is_sandbox(self) -> bool:

@@ -1,31 +1,53 @@
 """The emulated LiveKit room of one session: the visitor, the avatar `heygen` and the agent.
 
-Speaks the frame protocol of docs/ARCHITECTURE.md ("The emulated room"). The agent answers the
-FULL-mode commands of API.md §3.3 with the §3.4 events, paced like speech. The session ends
-(session.stopped, then close) when its REST stop arrives through the channel-layer group, or when
-the room's own timer finds a deadline passed.
+One `Room` per started session lives in this process while a visitor is in it (`rooms`). The
+visitor's browser reaches it through the signaling consumer (signaling.py) and one aiortc peer
+connection: `heygen` publishes the drawn face and its voice (media.py), data packets carry the
+FULL-mode commands (agent-control) and events (agent-response) of API.md §3.3-3.4. The session ends
+(session.stopped, then a server leave) when its REST stop arrives through the channel-layer group,
+or when the room's own timer finds a deadline passed; then everything the room made is torn down.
 """
+
+from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import secrets
+import time
 import uuid
-from urllib.parse import parse_qs
 
-import jwt
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
-from livekit.api import TokenVerifier
+from livekit.protocol import models, rtc
 
 from . import agent
+from .media import RATE, SIZE, FaceVideoTrack, SpeechAudioTrack, Voice, synthesize
 from .models import EmulatedSession
 
+logger = logging.getLogger(__name__)
+
 AVATAR = "heygen"
+COMMAND_TOPIC = "agent-control"
+RESPONSE_TOPIC = "agent-response"
+SERVER_VERSION = "1.9.0"
+PING_INTERVAL_SECONDS = 5
+PING_TIMEOUT_SECONDS = 15
+# The agent joins a moment after the visitor, as on the real service.
+AGENT_JOIN_SECONDS = 0.3
+# How long a room waits for a visitor whose signal socket dropped to come back.
+REJOIN_SECONDS = 20
 # How often, at most, the room re-reads its session: a stop may come from a process it cannot hear.
 POLL_SECONDS = 5.0
+
+# The rooms of this process, by session id.
+rooms: dict[str, Room] = {}
 
 
 def room_group(session_id) -> str:
@@ -39,17 +61,12 @@ def notify_stopped(session_id, end_reason: str):
     )
 
 
-def _claims(query_string: bytes):
-    token = parse_qs(query_string.decode()).get("access_token", [""])[0]
-    try:
-        claims = TokenVerifier(settings.EMULATOR_LIVEKIT_API_KEY, settings.EMULATOR_LIVEKIT_API_SECRET).verify(token)
-    except (jwt.PyJWTError, ValueError, TypeError):
-        return None
-    return claims if claims.video.room_join and claims.video.room else None
+def _sid(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
 
 
 @database_sync_to_async
-def _load(session_id: str) -> EmulatedSession | None:
+def load_session(session_id: str) -> EmulatedSession | None:
     session = EmulatedSession.objects.filter(id=session_id).first()
     if session and session.end_if_due():
         notify_stopped(session.id, session.end_reason)
@@ -66,27 +83,45 @@ def _record(session: EmulatedSession, role: str, text: str):
     session.record(role, text)
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
-    # Socket lifecycle
+class Visitor:
+    """The browser's participant: its signal socket, peer connection and data channel."""
 
-    async def connect(self):
-        # Accept first: a close before accept becomes an HTTP 403 and loses the 4401 code.
-        await self.accept()
-        claims = _claims(self.scope["query_string"])
-        try:
-            session = claims and await _load(str(uuid.UUID(claims.video.room)))
-        except ValueError:
-            session = None
-        if not session:
-            await self.close(code=4401)
-            return
+    def __init__(self, identity: str, name: str, signal):
+        self.identity = identity
+        self.name = name
+        self.sid = _sid("PA")
+        self.signal = signal  # the SignalConsumer, None while the socket is down
+        self.pc = None
+        self.channel = None
+        self.tracks = {}  # TR_sid -> TrackInfo the visitor published (its microphone)
+        self.media_sids = {}  # aiortc track id -> TR_sid of heygen's tracks sent to this visitor
+
+    def info(self) -> models.ParticipantInfo:
+        return models.ParticipantInfo(
+            sid=self.sid,
+            identity=self.identity,
+            name=self.name,
+            state=models.ParticipantInfo.State.ACTIVE,
+            kind=models.ParticipantInfo.Kind.STANDARD,
+            tracks=list(self.tracks.values()),
+            joined_at=int(time.time()),
+            permission=models.ParticipantPermission(can_subscribe=True, can_publish=True, can_publish_data=True),
+        )
+
+
+class Room:
+    def __init__(self, session: EmulatedSession):
         self.session = session
         self.sid = str(session.id)
+        self.room_sid = _sid("RM")
         self.agent_identity = f"liveavatar-agent-{self.sid}"
-        if session.status != EmulatedSession.STARTED:
-            await self.send_json({"type": "disconnected", "reason": session.end_reason or "UNKNOWN"})
-            await self.close()
-            return
+        self.avatar_sid = _sid("PA")
+        self.agent_sid = _sid("PA")
+        self.video_sid = _sid("TR")
+        self.audio_sid = _sid("TR")
+        self.agent_joined = False
+        self.visitor: Visitor | None = None
+        self.voice = Voice()
         self.ended = False
         self.listening = False
         self.pushing = False
@@ -94,48 +129,312 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.speech = None  # {"text", "source", "spoken", "task"} while the avatar speaks
         self.user_task = None
         self.queue = asyncio.Queue()
-        await self.channel_layer.group_add(room_group(self.sid), self.channel_name)
-        await self.send_json(
-            {
-                "type": "joined",
-                "room": self.sid,
-                "identity": claims.identity,
-                "participants": [
-                    {"identity": AVATAR, "tracks": ["video", "audio"]},
-                    {"identity": self.agent_identity, "tracks": []},
-                ],
-            }
+        self.inbox = asyncio.Queue()  # (visitor, data packet) in the order they arrived
+        self.outbox = []  # data packets waiting for the visitor's data channel
+        self.tasks = set()
+        self.rejoin_timer = None
+        self._spawn(self._speaker())
+        self._spawn(self._timer())
+        self._spawn(self._reader())
+
+    @classmethod
+    def for_session(cls, session: EmulatedSession) -> Room:
+        room = rooms.get(str(session.id))
+        if room is None or room.ended:
+            room = rooms[str(session.id)] = cls(session)
+        return room
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # Participants
+
+    def _avatar_info(self) -> models.ParticipantInfo:
+        TrackInfo = models.TrackInfo
+        return models.ParticipantInfo(
+            sid=self.avatar_sid,
+            identity=AVATAR,
+            name=AVATAR,
+            state=models.ParticipantInfo.State.ACTIVE,
+            kind=models.ParticipantInfo.Kind.STANDARD,
+            tracks=[
+                TrackInfo(
+                    sid=self.video_sid,
+                    type=models.TrackType.VIDEO,
+                    source=models.TrackSource.CAMERA,
+                    name="avatar video",
+                    mime_type="video/VP8",
+                    width=SIZE,
+                    height=SIZE,
+                ),
+                TrackInfo(
+                    sid=self.audio_sid,
+                    type=models.TrackType.AUDIO,
+                    source=models.TrackSource.MICROPHONE,
+                    name="avatar voice",
+                    mime_type="audio/opus",
+                ),
+            ],
+            joined_at=int(time.time()),
         )
-        await self.send_json({"type": "connection_quality", "quality": "excellent"})
-        self.tasks = [asyncio.create_task(self._speaker()), asyncio.create_task(self._timer())]
-        await self.queue.put((agent.opening_line(session.config), None, False))
 
-    async def disconnect(self, code):
-        for task in getattr(self, "tasks", []):
-            task.cancel()
-        if hasattr(self, "sid"):
-            await self.channel_layer.group_discard(room_group(self.sid), self.channel_name)
+    def _agent_info(self, state=models.ParticipantInfo.State.ACTIVE) -> models.ParticipantInfo:
+        return models.ParticipantInfo(
+            sid=self.agent_sid,
+            identity=self.agent_identity,
+            name="LiveAvatar agent",
+            state=state,
+            kind=models.ParticipantInfo.Kind.AGENT,
+            joined_at=int(time.time()),
+        )
 
-    async def receive(self, text_data=None, bytes_data=None):
+    async def join(self, signal, identity: str, name: str, request: rtc.JoinRequest):
+        """A visitor joins (or rejoins after a lost socket): JoinResponse, then the answer to its offer."""
+        if self.rejoin_timer:
+            self.rejoin_timer.cancel()
+            self.rejoin_timer = None
+        previous = self.visitor
+        if previous and previous.signal and previous.signal is not signal:
+            await previous.signal.send_signal(
+                rtc.SignalResponse(
+                    leave=rtc.LeaveRequest(
+                        action=rtc.LeaveRequest.Action.DISCONNECT, reason=models.DisconnectReason.DUPLICATE_IDENTITY
+                    )
+                )
+            )
+            await previous.signal.close()
+        if previous:
+            await self._close_transport(previous)
+        visitor = self.visitor = Visitor(identity, name, signal)
+        visitor.pc = RTCPeerConnection()
+        self._watch(visitor)
+        others = [self._avatar_info()] + ([self._agent_info()] if self.agent_joined else [])
+        await self.send_signal(
+            rtc.SignalResponse(
+                join=rtc.JoinResponse(
+                    room=models.Room(sid=self.room_sid, name=self.sid, creation_time=int(time.time())),
+                    participant=visitor.info(),
+                    other_participants=others,
+                    server_version=SERVER_VERSION,
+                    server_info=models.ServerInfo(
+                        edition=models.ServerInfo.Edition.Standard, version=SERVER_VERSION, protocol=16
+                    ),
+                    subscriber_primary=False,
+                    ping_interval=PING_INTERVAL_SECONDS,
+                    ping_timeout=PING_TIMEOUT_SECONDS,
+                    # aiortc cannot restart ICE: a lost socket means a full rejoin, not a resume.
+                    client_configuration=models.ClientConfiguration(
+                        resume_connection=models.ClientConfigSetting.DISABLED
+                    ),
+                )
+            )
+        )
+        if request.HasField("publisher_offer"):
+            await self.answer(request.publisher_offer, add_media=True)
+        await self._send_quality()
+
+    def _watch(self, visitor: Visitor):
+        pc = visitor.pc
+
+        @pc.on("datachannel")
+        def on_datachannel(channel):
+            if channel.label != "_reliable":
+                return
+
+            @channel.on("message")
+            def on_message(message):
+                if isinstance(message, bytes) and visitor is self.visitor:
+                    self.inbox.put_nowait((visitor, message))
+
+            def opened():
+                if visitor is not self.visitor:
+                    return
+                visitor.channel = channel
+                self._flush()
+                if not self.agent_joined:
+                    self._spawn(self._agent_joins())
+
+            if channel.readyState == "open":
+                opened()
+            else:
+                channel.on("open", opened)
+
+        @pc.on("track")
+        def on_track(track):
+            # The microphone: read, so aiortc's queue of decoded frames does not grow.
+            self._spawn(self._drain(track))
+
+    async def _agent_joins(self):
+        await self._pause(AGENT_JOIN_SECONDS)
+        if self.ended or self.agent_joined:
+            return
+        self.agent_joined = True
+        await self.send_signal(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=[self._agent_info()])))
+        await self.queue.put((agent.opening_line(self.session.config), None, False))
+
+    async def _drain(self, track):
         try:
-            frame = json.loads(text_data or "")
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            pass
+
+    async def answer(self, offer: rtc.SessionDescription, add_media: bool = False):
+        visitor = self.visitor
+        pc = visitor.pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        if add_media:
+            for track, sid in (
+                (FaceVideoTrack(self.voice), self.video_sid),
+                (SpeechAudioTrack(self.voice), self.audio_sid),
+            ):
+                pc.addTrack(track)
+                visitor.media_sids[track.id] = sid
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp
+        mids = {}
+        for transceiver in pc.getTransceivers():
+            track = transceiver.sender.track
+            if track and track.id in visitor.media_sids:
+                sid = visitor.media_sids[track.id]
+                mids[transceiver.mid] = sid
+                # livekit-client takes the publisher's sid from the msid's stream part.
+                sdp = _replace_msid(sdp, track.id, f"{self.avatar_sid}|{sid} {sid}")
+        await self.send_signal(
+            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id, mid_to_track_id=mids))
+        )
+
+    async def _send_quality(self):
+        if self.visitor:
+            quality = rtc.ConnectionQualityInfo(
+                participant_sid=self.visitor.sid, quality=models.ConnectionQuality.EXCELLENT, score=5
+            )
+            await self.send_signal(
+                rtc.SignalResponse(connection_quality=rtc.ConnectionQualityUpdate(updates=[quality]))
+            )
+
+    async def send_signal(self, response: rtc.SignalResponse):
+        signal = self.visitor and self.visitor.signal
+        if signal:
+            await signal.send_signal(response)
+
+    # Signal requests from the visitor (SignalConsumer calls these)
+
+    async def signal_request(self, signal, request: rtc.SignalRequest):
+        visitor = self.visitor
+        if visitor is None or visitor.signal is not signal:
+            return
+        kind = request.WhichOneof("message")
+        if kind == "offer":
+            await self.answer(request.offer)
+        elif kind == "trickle":
+            await self._add_candidate(visitor, request.trickle.candidateInit)
+        elif kind == "add_track":
+            track = models.TrackInfo(
+                sid=_sid("TR"),
+                type=request.add_track.type,
+                source=request.add_track.source,
+                name=request.add_track.name,
+                muted=request.add_track.muted,
+            )
+            visitor.tracks[track.sid] = track
+            await self.send_signal(
+                rtc.SignalResponse(track_published=rtc.TrackPublishedResponse(cid=request.add_track.cid, track=track))
+            )
+        elif kind == "mute":
+            if request.mute.sid in visitor.tracks:
+                visitor.tracks[request.mute.sid].muted = request.mute.muted
+        elif kind == "ping_req":
+            now = int(time.time() * 1000)
+            await self.send_signal(
+                rtc.SignalResponse(pong_resp=rtc.Pong(last_ping_timestamp=request.ping_req.timestamp, timestamp=now))
+            )
+        elif kind == "ping":
+            await self.send_signal(rtc.SignalResponse(pong=int(time.time() * 1000)))
+        elif kind == "leave":
+            await self.close(reason="visitor left")
+        # subscription, track_setting, sync_state, update_layers...: nothing to do here.
+
+    async def _add_candidate(self, visitor: Visitor, candidate_init: str):
+        try:
+            init = json.loads(candidate_init)
+            line = init.get("candidate", "")
+            if not line:
+                return  # end of candidates
+            candidate = candidate_from_sdp(line.split(":", 1)[1] if line.startswith("candidate:") else line)
+            candidate.sdpMid = init.get("sdpMid")
+            candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+            await visitor.pc.addIceCandidate(candidate)
+        except (ValueError, KeyError, IndexError, AttributeError):
+            logger.info("ignored an ICE candidate the emulator could not read")
+
+    def signal_lost(self, signal):
+        """The visitor's socket closed without a leave: wait a while for it to come back."""
+        if self.visitor and self.visitor.signal is signal:
+            self.visitor.signal = None
+            if not self.ended:
+                self.rejoin_timer = self._spawn(self._close_unless_rejoined())
+
+    async def _close_unless_rejoined(self):
+        await asyncio.sleep(REJOIN_SECONDS)
+        if self.visitor and self.visitor.signal is None:
+            self.rejoin_timer = None
+            await self.close(reason="visitor did not come back")
+
+    # Data packets
+
+    async def _reader(self):
+        while True:
+            await self._data_received(*await self.inbox.get())
+
+    async def _data_received(self, visitor: Visitor, message: bytes):
+        try:
+            packet = models.DataPacket.FromString(message)
+        except Exception:  # noqa: BLE001 (protobuf's DecodeError has no public base to name)
+            return
+        # As a LiveKit server does: the sender is who the connection belongs to, not what it claims.
+        packet.participant_identity = visitor.identity
+        packet.participant_sid = visitor.sid
+        if packet.WhichOneof("value") != "user" or packet.user.topic != COMMAND_TOPIC or self.ended:
+            return
+        try:
+            command = json.loads(packet.user.payload)
         except ValueError:
             return
-        if not isinstance(frame, dict) or getattr(self, "ended", True):
-            return
-        if frame.get("type") == "leave":
-            await self.close()
-        elif frame.get("type") == "data" and frame.get("topic") == "agent-control":
-            payload = frame.get("payload")
-            try:
-                command = json.loads(payload) if isinstance(payload, str) else payload
-            except ValueError:
-                return
-            handler = self.commands.get(command.get("event_type")) if isinstance(command, dict) else None
-            if handler:
-                await _touch(self.session)  # visitor activity keeps the session from idling out
-                await handler(self, command)
-        # track_published / track_muted: the emulated agent does not listen to audio.
+        handler = self.commands.get(command.get("event_type")) if isinstance(command, dict) else None
+        if handler:
+            await _touch(self.session)  # visitor activity keeps the session from idling out
+            await handler(self, command)
+
+    async def emit(self, event_type: str, source_event_id: str | None, **payload):
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "session_id": self.sid,
+            "source_event_id": source_event_id,
+            **payload,
+        }
+        packet = models.DataPacket(
+            kind=models.DataPacket.Kind.RELIABLE,
+            participant_identity=self.agent_identity,
+            participant_sid=self.agent_sid,
+            user=models.UserPacket(
+                participant_sid=self.agent_sid,
+                participant_identity=self.agent_identity,
+                payload=json.dumps(event).encode(),
+                topic=RESPONSE_TOPIC,
+            ),
+        )
+        self.outbox.append(packet.SerializeToString())
+        self._flush()
+
+    def _flush(self):
+        channel = self.visitor and self.visitor.channel
+        while self.outbox and channel and channel.readyState == "open":
+            channel.send(self.outbox.pop(0))
 
     # Commands (agent-control)
 
@@ -151,15 +450,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         speech, self.speech = self.speech, None
         if speech:
             speech["task"].cancel()
+            self.voice.hush()
             # Recorded before the event goes out, so the transcript endpoint already holds it.
             await _record(self.session, "avatar", " ".join(speech["spoken"]))
             await self.emit("avatar.speak_ended", speech["source"])
 
     async def start_listening(self, command):
-        self.listening = True  # a pose change only: no event
+        self.listening = self.voice.listening = True  # a pose change only: no event
 
     async def stop_listening(self, command):
-        self.listening = False
+        self.listening = self.voice.listening = False
 
     async def start_push_to_talk(self, command):
         if self.session.interactivity_type != "PUSH_TO_TALK" or self.pushing:
@@ -176,7 +476,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.emit("user.push_to_talk_stopped", command.get("event_id"))
         text, self.ptt_text = " ".join(self.ptt_text), []
         if text:
-            self.tasks.append(asyncio.create_task(self._answer(text, command.get("event_id"), self.user_task)))
+            self._spawn(self._answer(text, command.get("event_id"), self.user_task))
 
     async def user_says(self, command):
         """Test-only: the visitor says a sentence (in PUSH_TO_TALK only while pushing)."""
@@ -186,10 +486,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if push_to_talk:
             self.ptt_text.append(text)
-        self.user_task = asyncio.create_task(
+        self.user_task = self._spawn(
             self._user_turn(text, command.get("event_id"), self.user_task, answer=not push_to_talk)
         )
-        self.tasks.append(self.user_task)
 
     commands = {
         "avatar.speak_text": speak_text,
@@ -202,27 +501,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         "emulator.user_says": user_says,
     }
 
-    # Group events
-
-    async def room_stopped(self, message):
-        await self._end(message["end_reason"])
-
-    # The simulated participants
-
-    async def emit(self, event_type: str, source_event_id: str | None, **payload):
-        event = {
-            "event_id": str(uuid.uuid4()),
-            "event_type": event_type,
-            "session_id": self.sid,
-            "source_event_id": source_event_id,
-            **payload,
-        }
-        await self.send_json(
-            {"type": "data", "topic": "agent-response", "from": self.agent_identity, "payload": json.dumps(event)}
-        )
-
-    async def send_json(self, frame: dict):
-        await self.send(text_data=json.dumps(frame))
+    # The simulated avatar and agent
 
     def _pause(self, seconds: float):
         return asyncio.sleep(seconds / settings.EMULATOR_SPEED)
@@ -234,18 +513,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if think:
                 await self._pause(agent.THINKING_SECONDS)
             self.speech = {"text": text, "source": source, "spoken": []}
-            self.speech["task"] = asyncio.create_task(self._speak(self.speech))
+            self.speech["task"] = self._spawn(self._speak(self.speech))
             await asyncio.wait([self.speech["task"]])  # an interrupt cancels the task, not the speaker
             self.speech = None
 
     async def _speak(self, speech: dict):
         source = speech["source"]
+        words = speech["text"].split()
+        samples = await synthesize(speech["text"])
+        # Words are paced over the length of the speech, sped up like every emulated time.
+        per_word = len(samples) / RATE / len(words) if samples is not None and words else agent.SECONDS_PER_WORD
         await self.emit("avatar.transcription", source, text=speech["text"])
         await self.emit("avatar.speak_started", source)
-        for word in speech["text"].split():
-            await self._pause(agent.SECONDS_PER_WORD)
-            await self.emit("avatar.transcription.chunk", source, text=word if not speech["spoken"] else f" {word}")
-            speech["spoken"].append(word)
+        self.voice.say(samples)
+        try:
+            for word in words:
+                await self._pause(per_word)
+                await self.emit("avatar.transcription.chunk", source, text=word if not speech["spoken"] else f" {word}")
+                speech["spoken"].append(word)
+        finally:
+            self.voice.hush()
         self.speech = None  # finished: an interrupt from here on has nothing to cut
         await _record(self.session, "avatar", speech["text"])
         await self.emit("avatar.speak_ended", source)
@@ -272,22 +559,73 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _timer(self):
         """Ends the room at the session's deadline, or when someone else ended the session."""
         while True:
-            session = await _load(self.sid)
+            session = await load_session(self.sid)
             if session is None or session.status == EmulatedSession.ENDED:
-                await self._end(session.end_reason if session else "UNKNOWN")
+                await self.end(session.end_reason if session else "UNKNOWN")
                 return
             due = session.deadline()
             wait = (due[0] - timezone.now()).total_seconds() if due else POLL_SECONDS
             await asyncio.sleep(min(max(wait, 0) + 0.01, POLL_SECONDS))
 
-    async def _end(self, end_reason: str):
+    # The end
+
+    async def end(self, end_reason: str):
+        """The session ended: say so, send the visitor a server leave, then tear the room down."""
         if self.ended:
             return
         self.ended = True
         if self.speech:
             self.speech["task"].cancel()
+        self.voice.hush()
         await self.emit("session.stopped", None, end_reason=end_reason)
-        for identity in (AVATAR, self.agent_identity):
-            await self.send_json({"type": "participant_left", "identity": identity})
-        await self.send_json({"type": "disconnected", "reason": end_reason})
-        await self.close()
+        await self.send_signal(
+            rtc.SignalResponse(
+                update=rtc.ParticipantUpdate(participants=[self._agent_info(models.ParticipantInfo.State.DISCONNECTED)])
+            )
+        )
+        await self.send_signal(
+            rtc.SignalResponse(
+                leave=rtc.LeaveRequest(
+                    action=rtc.LeaveRequest.Action.DISCONNECT, reason=models.DisconnectReason.ROOM_DELETED
+                )
+            )
+        )
+        # The leave and the last data packets need a moment on the wire before the sockets close.
+        await asyncio.sleep(0.2)
+        await self.close(reason=f"session ended ({end_reason})")
+
+    async def close(self, reason: str):
+        """Tear down everything this room made: the visitor's connection, the media, the tasks."""
+        self.ended = True
+        if rooms.get(self.sid) is self:
+            del rooms[self.sid]
+        visitor, self.visitor = self.visitor, None
+        current = asyncio.current_task()
+        pending = [task for task in self.tasks if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if visitor:
+            await self._close_transport(visitor)
+            if visitor.signal:
+                await visitor.signal.close()
+        logger.info("emulated room %s closed: %s", self.sid, reason)
+
+    async def _close_transport(self, visitor: Visitor):
+        if visitor.pc:
+            for sender in visitor.pc.getSenders():
+                if sender.track:
+                    sender.track.stop()
+            await visitor.pc.close()
+        visitor.channel = None
+
+
+def _replace_msid(sdp: str, track_id: str, msid: str) -> str:
+    lines = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=msid:") and line.endswith(f" {track_id}"):
+            line = f"a=msid:{msid}"
+        elif line.startswith("a=ssrc:") and "msid:" in line and line.endswith(f" {track_id}"):
+            line = line.split(" msid:", 1)[0] + f" msid:{msid}"
+        lines.append(line)
+    return "\r\n".join(lines)

@@ -1,7 +1,8 @@
 from django.urls import path
 
-from .room import RoomConsumer
+from .signaling import SignalConsumer
 
+# livekit-client appends /rtc/v1 to the livekit_url that the emulator's start returns.
 websocket_urlpatterns = [
-    path("liveavatar-emulator/rtc", RoomConsumer.as_asgi()),
+    path("liveavatar-emulator/rtc/v1", SignalConsumer.as_asgi()),
 ]

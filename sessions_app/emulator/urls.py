@@ -21,4 +21,6 @@ urlpatterns = [
     path("v1/voice_agents/<str:agent_id>", views.voice_agent_detail),
     path("v1/languages", views.languages),
     path("v1/users/credits", views.credits),
+    # The emulated LiveKit server's HTTP side: livekit-client asks here why a join was refused.
+    path("rtc/v1/validate", views.rtc_validate),
 ]

@@ -9,7 +9,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -18,6 +18,7 @@ from livekit.api import AccessToken, VideoGrants
 from . import agent
 from .models import EmulatedSession
 from .room import notify_stopped
+from .signaling import room_claims
 
 END_REASONS = {
     "UNKNOWN",
@@ -83,7 +84,7 @@ def _require_api_key(request):
 
 
 def _session_by_token(token: str) -> EmulatedSession:
-    session = EmulatedSession.objects.filter(token=token).first()
+    session = EmulatedSession.for_token(token)
     if session is None:
         raise Refused(401, 4001, "Invalid session token")
     return _fresh(session)
@@ -177,7 +178,7 @@ def create_token(request):
     _require_api_key(request)
     config = _validate_token_config(_json_body(request))
     session = EmulatedSession.objects.create(config=config, max_session_duration=config.get("max_session_duration"))
-    return _ok({"session_id": str(session.id), "session_token": session.token})
+    return _ok({"session_id": str(session.id), "session_token": session.session_token})
 
 
 def _room_token(session: EmulatedSession) -> str:
@@ -210,12 +211,28 @@ def start(request):
     return _ok(
         {
             "session_id": str(session.id),
-            "livekit_url": f"{scheme}://{request.get_host()}/liveavatar-emulator/rtc",
+            "livekit_url": f"{scheme}://{request.get_host()}/liveavatar-emulator",
             "livekit_client_token": _room_token(session),
             "max_session_duration": duration and math.ceil(duration / settings.EMULATOR_SPEED),
         },
         status=201,
     )
+
+
+@require_http_methods(["GET"])
+def rtc_validate(request):
+    """As a LiveKit server: 200 for a token that may join its room, 401 with the reason otherwise."""
+    claims = room_claims(request.GET.get("access_token", ""))
+    if claims is None:
+        return HttpResponse("invalid or expired access token", status=401, content_type="text/plain")
+    try:
+        session = EmulatedSession.objects.filter(id=uuid.UUID(claims.video.room)).first()
+    except ValueError:
+        session = None
+    if session is None or session.status != EmulatedSession.STARTED:
+        # These words make livekit-client report "not allowed" instead of trying the older path.
+        return HttpResponse("requested room does not exist", status=404, content_type="text/plain")
+    return HttpResponse("success", content_type="text/plain")
 
 
 @endpoint("POST")

@@ -79,6 +79,9 @@ const view = {
       ui.video.after(element);
     }
   },
+  detached(elements) {
+    for (const element of elements) element.remove();
+  },
   audioBlocked(blocked) {
     ui.sound.hidden = !blocked;
   },

@@ -11,7 +11,7 @@ import { describeEndReason, parseServerEvent } from "./events.js";
 import { Forwarder } from "./forwarder.js";
 import { LiveAvatarApi, ServerSessionApi } from "./liveavatar-api.js";
 import { Microphone } from "./mic.js";
-import { AVATAR_IDENTITY, RoomEvent, agentIdentity, createRoom } from "./room.js";
+import { AVATAR_IDENTITY, DisconnectReason, RoomEvent, agentIdentity, createRoom } from "./room.js";
 import { Transcript } from "./transcript.js";
 
 const JOIN_TIMEOUT_MS = 30000;
@@ -234,19 +234,20 @@ export class Conversation {
     room.on(RoomEvent.TrackSubscribed, (track, publication, participant) => {
       if (participant?.identity === AVATAR_IDENTITY) this.#attach(track);
     });
+    room.on(RoomEvent.TrackUnsubscribed, (track) => this.view.detached(track.detach()));
     room.on(RoomEvent.ConnectionQualityChanged, (quality, participant) => {
       if (participant?.identity !== room.localParticipant.identity) return;
       this.view.quality(quality);
       this.client("client.quality", { quality });
     });
     room.on(RoomEvent.Reconnecting, () => this.view.quality("reconnecting"));
-    room.on(RoomEvent.Reconnected, () => this.view.quality("good"));
+    room.on(RoomEvent.Reconnected, () => this.view.quality(room.localParticipant.connectionQuality));
     room.on(RoomEvent.AudioPlaybackStatusChanged, () => this.#checkAudio());
-    room.on(RoomEvent.Disconnected, () => {
+    room.on(RoomEvent.Disconnected, (reason) => {
       // The room went away without session.stopped: network loss or the service closed it.
       // (While connect() runs, its own rejection reports the failure.)
       if (this.state === "live" || (this.state === "connecting" && this.stage === "join")) {
-        this.#finish({ reason: "USER_DISCONNECTED", words: "The connection to the avatar was lost.", failed: true });
+        this.#finish({ reason: "USER_DISCONNECTED", words: describeDisconnect(reason), failed: true });
       }
     });
   }
@@ -393,6 +394,21 @@ export class Conversation {
   #setState(state, words = "", failed = false) {
     this.state = state;
     this.view.state(state, words, failed);
+  }
+}
+
+// Words for a room that closed without the session saying it stopped.
+function describeDisconnect(reason) {
+  switch (reason) {
+    case DisconnectReason.ROOM_DELETED:
+    case DisconnectReason.ROOM_CLOSED:
+      return "The avatar service closed the conversation.";
+    case DisconnectReason.DUPLICATE_IDENTITY:
+      return "The conversation was opened in another tab or window.";
+    case DisconnectReason.SERVER_SHUTDOWN:
+      return "The avatar service is restarting. Please start a new conversation.";
+    default:
+      return "The connection to the avatar was lost.";
   }
 }
 

@@ -1,18 +1,14 @@
-// Chooses the room: LiveKit's Room against the real service, or the emulated room (same subset of
-// the interface) against the built-in emulator. Each is imported only when needed, so the page
-// does not download livekit-client on the emulator, nor the emulator's adapter in production.
+// The avatar's room is livekit-client's Room, against the real service and the built-in emulator
+// (a LiveKit-compatible server) alike; its event and reason names come from livekit-client too.
 
-export { AVATAR_IDENTITY, RoomEvent, agentIdentity } from "./room-names.js";
+import { Room } from "../vendor/livekit-client.min.js";
 
-export async function createRoom({ emulator }) {
-  if (emulator) {
-    const { EmulatedRoom } = await import("./emulated-room.js");
-    return new EmulatedRoom();
-  }
-  try {
-    const { Room } = await import("../vendor/livekit-client.min.js");
-    return new Room({ adaptiveStream: true, dynacast: true });
-  } catch {
-    throw new Error("The video client could not be loaded. Reload the page to try again.");
-  }
+export { DisconnectReason, RoomEvent } from "../vendor/livekit-client.min.js";
+
+export const AVATAR_IDENTITY = "heygen";
+export const agentIdentity = (liveavatarSessionId) => `liveavatar-agent-${liveavatarSessionId}`;
+
+// The page ends the conversation itself when it closes (conversation.pageClosing), in order.
+export function createRoom() {
+  return new Room({ adaptiveStream: true, dynacast: true, disconnectOnPageLeave: false });
 }
