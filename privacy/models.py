@@ -25,8 +25,8 @@ class SessionRedactions(models.Model):
 
 
 def retention_days(session) -> int | None:
-    """Days a session is kept: the site's RETENTION_DAYS (None: forever; a profile may refine it later)."""
-    return settings.RETENTION_DAYS
+    """Days a session is kept (None: forever): its profile's, else the site's RETENTION_DAYS."""
+    return session.profile.kept_days if session.profile_id else settings.RETENTION_DAYS
 
 
 def purge_at(session) -> datetime | None:

@@ -49,8 +49,16 @@ class Policy:
 
 
 def policy_for(session) -> Policy:
-    """The policy of one session: the site's settings (a session profile may refine them later)."""
-    return Policy.from_settings()
+    """The policy of one session: its profile's settings where it has them, else the site's. (The
+    profile is loaded with the session where this runs on the event loop: select_related.)"""
+    site, profile = Policy.from_settings(), session.profile
+    if profile is None:
+        return site
+    return Policy(
+        enabled=site.enabled if profile.redaction_enabled is None else profile.redaction_enabled,
+        kinds=frozenset(profile.redaction_kinds) or site.kinds,
+        region=profile.country.upper() or site.region,
+    )
 
 
 def redact(text: str, policy: Policy) -> tuple[str, Counter]:

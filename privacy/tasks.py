@@ -10,6 +10,7 @@ from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from profiles.models import AvatarProfile
 from sessions_app import liveavatar
 from sessions_app.models import LIVE_STATUSES, AvatarSession
 
@@ -47,16 +48,22 @@ def purge(now) -> int:
     """Delete the sessions past their retention period at `now`, here (rows, events, transcript
     entries, webhook deliveries, all by cascade) and at LiveAvatar; how many. Live sessions wait
     for their end."""
-    if settings.RETENTION_DAYS is None:
+    # Created before the shortest retention in use; purge_at decides for each one.
+    periods = [p.kept_days for p in AvatarProfile.objects.all()] + [settings.RETENTION_DAYS]
+    periods = [days for days in periods if days is not None]
+    if not periods:
         return 0
-    due = AvatarSession.objects.filter(created_at__lt=now - timedelta(days=settings.RETENTION_DAYS)).exclude(
-        status__in=LIVE_STATUSES
+    due = (
+        AvatarSession.objects.filter(created_at__lt=now - timedelta(days=min(periods)))
+        .exclude(status__in=LIVE_STATUSES)
+        .select_related("profile")
     )
     purged = 0
     # A list, not an iterator: a LiveAvatar call through the emulator in process ends with Django
     # closing this thread's connection, and an open cursor with it.
     for session in list(due):
-        if purge_at(session) > now:
+        when = purge_at(session)
+        if when is None or when > now:  # kept forever, or not yet
             continue
         if session.liveavatar_session_id:
             try:
@@ -68,7 +75,7 @@ def purge(now) -> int:
         session.delete()
         purged += 1
     if purged:
-        log.info("purge: deleted %d sessions older than %d days", purged, settings.RETENTION_DAYS)
+        log.info("purge: deleted %d sessions past their retention period", purged)
     return purged
 
 

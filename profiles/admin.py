@@ -96,6 +96,8 @@ class AvatarProfileAdmin(admin.ModelAdmin):
         ("The page", {"fields": ["heading", "intro"]}),
         ("Embedding", {"fields": ["allowed_origins"]}),
         ("Budgets", {"fields": ["visitor_minutes_per_day", "minutes_per_day", "max_live_sessions", "budget_usage"]}),
+        ("Live control", {"fields": ["session_start", "mark_operator_lines"]}),
+        ("Privacy", {"fields": ["redaction_enabled", "redaction_kinds", "country", "retention_days"]}),
     ]
 
     class Media:

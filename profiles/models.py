@@ -8,6 +8,8 @@ from django.core.validators import MinValueValidator
 from django.db import IntegrityError, models
 from django.utils import timezone
 
+from privacy import redaction
+
 
 class Interactivity(models.TextChoices):
     CONVERSATIONAL = "CONVERSATIONAL", "Conversational (the avatar listens all the time)"
@@ -19,6 +21,11 @@ class VideoQuality(models.TextChoices):
     HIGH = "high", "High (720p)"
     MEDIUM = "medium", "Medium (480p)"
     LOW = "low", "Low (360p)"
+
+
+def validate_redaction_kinds(value):
+    if not isinstance(value, list) or not set(value) <= set(redaction.KINDS):
+        raise ValidationError(f"Give a list of kinds, each one of {', '.join(redaction.KINDS)}.")
 
 
 def validate_origins(value):
@@ -112,6 +119,42 @@ class AvatarProfile(models.Model):
         null=True, blank=True, help_text="Conversations that may run at the same time."
     )
 
+    # Live control, privacy and retention; empty means the site's setting.
+    session_start = models.CharField(
+        max_length=8,
+        blank=True,
+        choices=[("browser", "The visitor's page"), ("server", "This server")],
+        help_text="Who starts its LiveAvatar sessions. Empty: the site's LIVEAVATAR_SESSION_START.",
+    )
+    mark_operator_lines = models.BooleanField(
+        "mark staff lines for the visitor",
+        null=True,
+        blank=True,
+        help_text="Show the visitor which avatar lines staff or a system sent. Empty: CONTROL_MARK_OPERATOR_LINES.",
+    )
+    redaction_enabled = models.BooleanField(
+        "redact personal data", null=True, blank=True, help_text="Empty: the site's REDACTION_ENABLED."
+    )
+    redaction_kinds = models.JSONField(
+        "what is redacted",
+        default=list,
+        blank=True,
+        validators=[validate_redaction_kinds],
+        help_text="Of email, phone, card and iban. Empty: the site's REDACTION_KINDS.",
+    )
+    country = models.CharField(
+        max_length=2,
+        blank=True,
+        help_text="Phone numbers written without + are read as this country's (ISO code, e.g. DE). "
+        "Empty: the site's REDACTION_REGION.",
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days its sessions are kept before the purge. Empty: the site's RETENTION_DAYS.",
+    )
+
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -122,6 +165,19 @@ class AvatarProfile(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def starts_on_server(self) -> bool:
+        return (self.session_start or settings.LIVEAVATAR_SESSION_START) == "server"
+
+    @property
+    def marks_operator_lines(self) -> bool:
+        return settings.CONTROL_MARK_OPERATOR_LINES if self.mark_operator_lines is None else self.mark_operator_lines
+
+    @property
+    def kept_days(self) -> int | None:
+        """Days its sessions are kept (None: forever)."""
+        return self.retention_days or settings.RETENTION_DAYS
 
     @staticmethod
     def seed_fields(source) -> dict:

@@ -62,7 +62,7 @@ class IngestConsumer(NoConnectionCleanupMixin, AsyncWebsocketConsumer):
         if not credentials.verify(credential, session_id):
             await self.close(code=close_codes.UNAUTHORIZED)
             return
-        self.session = await AvatarSession.objects.filter(pk=session_id).afirst()
+        self.session = await AvatarSession.objects.select_related("profile").filter(pk=session_id).afirst()
         if self.session is None:
             await self.close(code=close_codes.UNKNOWN_SESSION)
             return

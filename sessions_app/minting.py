@@ -133,16 +133,18 @@ async def mint_session(
         raise MintError(session, error) from error
     metrics.MINT_SECONDS.observe(time.perf_counter() - started)
     session.liveavatar_session_id = token["session_id"]
-    if server_starts(created_via):
+    if server_starts(session):
         session.start_token = token["session_token"]
     await session.asave(update_fields=["liveavatar_session_id", "start_token"])
     return session, token["session_token"]
 
 
-def server_starts(created_via: str = "page") -> bool:
-    """Whether the server, not the visitor's page, starts this channel's sessions (API clients
-    always get the token and start their sessions themselves)."""
-    return settings.LIVEAVATAR_SESSION_START == "server" and created_via == "page"
+def server_starts(session: AvatarSession) -> bool:
+    """Whether the server, not the visitor's page, starts this session: its profile says so (API
+    clients always get the token and start their sessions themselves)."""
+    if session.created_via != "page":
+        return False
+    return session.profile.starts_on_server if session.profile else settings.LIVEAVATAR_SESSION_START == "server"
 
 
 async def _void(client: liveavatar.LiveAvatarClient, session: AvatarSession) -> None:
@@ -163,7 +165,7 @@ def page_config(request, session: AvatarSession, session_token: str, *, auto_sta
         api_url = request.build_absolute_uri("/liveavatar-emulator")
     else:
         api_url = settings.LIVEAVATAR_API_URL
-    if server_starts(session.created_via):
+    if server_starts(session):
         # The page asks this site to start, keep alive and stop; the session token stays here.
         start = {
             "session_start": "server",
@@ -184,7 +186,9 @@ def page_config(request, session: AvatarSession, session_token: str, *, auto_sta
         "max_session_duration": session.max_session_duration,
         "emulator": settings.LIVEAVATAR_EMULATOR,
         "auto_start": auto_start,
-        "mark_operator_lines": settings.CONTROL_MARK_OPERATOR_LINES,
+        "mark_operator_lines": session.profile.marks_operator_lines
+        if session.profile
+        else settings.CONTROL_MARK_OPERATOR_LINES,
     }
 
 

@@ -160,7 +160,7 @@ async def session_events(request, session_id):
     logs.bind_session(session_id)
     if not credentials.verify(request.GET.get("credential", ""), session_id):
         return _ingest_error("bad_credential", "Missing, expired or foreign credential.", 401)
-    session = await AvatarSession.objects.filter(pk=session_id).afirst()
+    session = await AvatarSession.objects.select_related("profile").filter(pk=session_id).afirst()
     if session is None:
         return _ingest_error("not_found", "No such session.", 404)
     if int(request.META.get("CONTENT_LENGTH") or 0) > settings.INGEST_MAX_MESSAGE_BYTES:

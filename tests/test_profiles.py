@@ -267,3 +267,46 @@ async def test_the_server_stops_a_session_whose_budget_ran_out(liveavatar):
     assert (emulated.status, emulated.end_reason) == (EmulatedSession.ENDED, budgets.STOP_REASON)
     stops = [r for r in liveavatar.requests if r.url.path.endswith("/v1/sessions/stop")]
     assert len(stops) == 1 and "X-API-KEY" in stops[0].headers  # with the API key, from the server
+
+
+# Per-profile live control, privacy and retention; empty fields follow the site's settings.
+
+
+def test_a_profile_may_have_its_sessions_started_by_the_server(liveavatar, settings):
+    settings.LIVEAVATAR_SESSION_START = "browser"
+    make_profile(session_start="server", mark_operator_lines=False)
+    served = page_config(Client().get("/p/front-desk/", {"start": "1"}))
+    home = page_config(Client().get("/"))
+    assert "session_token" not in json.dumps(served) and served["session_start"] == "server"
+    assert served["mark_operator_lines"] is False
+    assert home["session_start"] == "browser" and home["mark_operator_lines"] is True
+
+
+def test_a_profile_chooses_what_is_redacted_and_where_phone_numbers_are_from(settings):
+    from privacy.redaction import policy_for, redact
+
+    settings.REDACTION_REGION = "US"
+    german = make_profile(country="de", redaction_kinds=["phone"])
+    silent = make_profile(slug="open", name="Open", redaction_enabled=False)
+    said = "Ruf mich an: 030 12345678, oder schreib an anna@example.de"
+    assert redact(said, policy_for(AvatarSession(profile=german)))[0] == (
+        "Ruf mich an: [phone], oder schreib an anna@example.de"
+    )
+    assert redact(said, policy_for(AvatarSession(profile=silent)))[0] == said
+    assert redact(said, policy_for(AvatarSession()))[0].endswith("[email]")  # the site's kinds
+
+
+def test_a_profiles_retention_period_decides_when_its_sessions_are_purged(settings):
+    from privacy.tasks import purge
+
+    settings.RETENTION_DAYS = None  # the site keeps everything
+    short = make_profile(retention_days=7)
+    now = timezone.now()
+    old = now - timedelta(days=8)
+    mine = AvatarSession.objects.create(profile=short, status=SessionStatus.ENDED, created_at=old)
+    others = AvatarSession.objects.create(
+        profile=AvatarProfile.objects.default(), status=SessionStatus.ENDED, created_at=old
+    )
+    assert purge(now) == 1
+    assert list(AvatarSession.objects.values_list("pk", flat=True)) == [others.pk]
+    assert not AvatarSession.objects.filter(pk=mine.pk).exists()

@@ -38,7 +38,7 @@ def test_the_server_starts_the_session_once_and_answers_only_the_room(client, se
     response = client.post(config["start_url"], content_type="application/json")
     assert response.status_code == 200
     assert sorted(response.json()) == ["livekit_client_token", "livekit_url", "max_session_duration"]
-    assert response.json()["livekit_url"] == "ws://testserver/liveavatar-emulator/rtc"
+    assert response.json()["livekit_url"] == "ws://testserver/liveavatar-emulator"  # livekit-client adds /rtc
     session = AvatarSession.objects.get()
     assert session.start_token == ""
     assert EmulatedSession.objects.get(id=session.liveavatar_session_id).status == EmulatedSession.STARTED

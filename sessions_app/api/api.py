@@ -280,7 +280,7 @@ def list_events(request, session_id: uuid.UUID):
 )
 async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
     logs.bind_session(session_id)
-    session = await aget_object_or_404(AvatarSession, pk=session_id)
+    session = await aget_object_or_404(AvatarSession.objects.select_related("profile"), pk=session_id)
     result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
     metrics.rejected(result.errors)
     return {"acked": result.acked, "errors": result.errors}
