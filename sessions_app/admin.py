@@ -164,9 +164,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
         "avatar",
         "turn_count",
         "median_latency_ms",
-        "interruption_count",
         "ended",
-        "purge_on",
     ]
     list_filter = [
         StartedFilter,
