@@ -13,6 +13,7 @@ from django.db import connection, transaction
 
 from control.models import ControlCommand
 from privacy.redaction import redact_entry
+from profiles.models import AvatarProfile
 
 from . import feed, rawsql, transcript
 from .models import AvatarSession, SessionEvent, TranscriptEntry, TranscriptOrigin
@@ -65,7 +66,7 @@ def _sessions(ids: list, lock: bool = False) -> dict:
     the query for 16 sessions."""
     meta, ops = AvatarSession._meta, connection.ops
     # Model.from_db takes the fields in the model's order.
-    fields = [f for f in meta.concrete_fields if f.name in ("id", *METRIC_FIELDS, *CHECKPOINT_FIELDS)]
+    fields = [f for f in meta.concrete_fields if f.name in ("id", "profile", *METRIC_FIELDS, *CHECKPOINT_FIELDS)]
     sessions = {}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -81,6 +82,11 @@ def _sessions(ids: list, lock: bool = False) -> dict:
         for values in rawsql.convert(cursor.fetchall(), rawsql.converters(meta, fields)):
             session = AvatarSession.from_db(connection.alias, [f.attname for f in fields], values)
             sessions[session.pk] = session
+    # Their profiles in one query: redaction follows each session's profile.
+    profiles = AvatarProfile.objects.in_bulk({s.profile_id for s in sessions.values() if s.profile_id})
+    for session in sessions.values():
+        if session.profile_id:
+            session.profile = profiles[session.profile_id]
     return sessions
 
 

@@ -88,4 +88,6 @@ def test_the_admin_shows_when_each_session_will_be_purged(settings, admin_client
     when = session.created_at + timedelta(days=30)
     assert f"{when:%Y}" in page and "Kept forever" not in page
     settings.RETENTION_DAYS = None
-    assert "Kept forever" in admin_client.get("/admin/sessions_app/avatarsession/").content.decode()
+    assert (
+        "Kept forever" in admin_client.get(f"/admin/sessions_app/avatarsession/{session.pk}/change/").content.decode()
+    )
