@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 from tests import factories
 
@@ -77,11 +78,16 @@ def test_text_export_reads_as_a_conversation(admin_client):
     assert "Visitor: What are your hours?\nAvatar: We're open nine to five, [interrupted]" in text
 
 
-def test_end_live_session_stops_it_and_records_the_staff_member(admin_client):
-    session = AvatarSession.objects.create(status=SessionStatus.ACTIVE, started_at=timezone.now())
+def test_end_live_session_stops_it_at_liveavatar_and_records_the_staff_member(admin_client):
+    remote = EmulatedSession.objects.create(status=EmulatedSession.STARTED, started_at=timezone.now())
+    session = AvatarSession.objects.create(
+        status=SessionStatus.ACTIVE, started_at=timezone.now(), liveavatar_session_id=str(remote.id)
+    )
     export(admin_client, "end_live_session", session)
     session.refresh_from_db()
     assert (session.status, session.end_reason, session.ended_by) == (SessionStatus.ENDED, "STAFF_ENDED", "staff:admin")
+    remote.refresh_from_db()
+    assert remote.status == EmulatedSession.ENDED  # the stop reached LiveAvatar (the emulator)
 
 
 def test_deleting_a_session_deletes_its_events_and_transcript(admin_client):
