@@ -6,8 +6,7 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from sessions_app.minting import MintError, MintRateLimited, error_config, mint_session, page_config
-from sessions_app.views import _failure
+from sessions_app.minting import error_config, visitor_config
 
 from . import embedding
 
@@ -42,13 +41,5 @@ async def new_session(request, slug):
     visitor_key = embedding.read_ticket(request.headers.get("X-Mint-Ticket", ""), profile)
     if visitor_key is None or not embedding.is_same_origin(request):
         return JsonResponse(error_config("This page is too old to start a conversation. Please reload it."), status=403)
-    try:
-        session, token = await mint_session(
-            visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""), profile=profile
-        )
-    except (MintRateLimited, MintError) as exc:
-        message, status = _failure(exc)
-        config = error_config(message)
-    else:
-        config, status = page_config(request, session, token, auto_start=True), 200
+    config, status = await visitor_config(request, visitor_key, profile=profile, auto_start=True)
     return JsonResponse(config | embedding.page_fields(profile, visitor_key), status=status)

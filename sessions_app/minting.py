@@ -158,6 +158,20 @@ async def _void(client: liveavatar.LiveAvatarClient, session: AvatarSession) -> 
             logger.warning("Could not void unstarted session %s: %s", session.id, exc)
 
 
+async def visitor_config(request, visitor_key: str, *, profile=None, auto_start: bool = False) -> tuple[dict, int]:
+    """A new session for a visitor's page: (its page config, 200), or (the words saying why there
+    is none, 429 or 503)."""
+    try:
+        session, token = await mint_session(
+            visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""), profile=profile
+        )
+    except MintRateLimited as exc:
+        return error_config(exc.message), 429
+    except MintError as exc:
+        return error_config(exc.error.visitor_message), 503
+    return page_config(request, session, token, auto_start=auto_start), 200
+
+
 def page_config(request, session: AvatarSession, session_token: str, *, auto_start: bool = False) -> dict:
     """What the visitor page needs to run this session (docs/ARCHITECTURE.md "Page context"). Never the API key."""
     credential = quote(credentials.mint(session.id), safe="")

@@ -22,7 +22,7 @@ from profiles.models import AvatarProfile
 
 from . import credentials, dashboard, feed, ingest, lifecycle
 from .liveavatar import LiveAvatarError
-from .minting import MintError, MintRateLimited, error_config, mint_session, page_config
+from .minting import visitor_config
 from .models import AvatarSession
 
 # Seconds the health check waits for a channel-layer round trip.
@@ -60,13 +60,6 @@ def _remember_visitor(response, key: str, new: bool):
     return response
 
 
-def _failure(exc: MintRateLimited | MintError) -> tuple[str, int]:
-    """What to tell a visitor whose session could not be minted, and the HTTP status."""
-    if isinstance(exc, MintRateLimited):
-        return exc.message, 429
-    return exc.error.visitor_message, 503
-
-
 @require_GET
 async def index(request, slug: str | None = None):
     """A profile's visitor page (`/` is the default profile's) with a new session's token, or the words
@@ -79,15 +72,7 @@ async def index(request, slug: str | None = None):
     if framed:
         config, status = embedding.deferred_config(profile, visitor_key, auto_start=auto_start), 200
     else:
-        try:
-            session, token = await mint_session(
-                visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""), profile=profile
-            )
-        except (MintRateLimited, MintError) as exc:
-            message, status = _failure(exc)
-            config = error_config(message)
-        else:
-            config, status = page_config(request, session, token, auto_start=auto_start), 200
+        config, status = await visitor_config(request, visitor_key, profile=profile, auto_start=auto_start)
         config |= embedding.page_fields(profile, visitor_key)
     # The page's "Start a new conversation" form carries the CSRF token (and sets its cookie).
     response = render(request, "sessions_app/index.html", {"config": config, "profile": profile}, status=status)
@@ -99,14 +84,8 @@ async def index(request, slug: str | None = None):
 async def new_session(request):
     """ "Start a new conversation" without a reload: the same page config, as JSON (CSRF-protected)."""
     visitor_key, new = _visitor_key(request)
-    try:
-        session, token = await mint_session(visitor_key=visitor_key, client_address=request.META.get("REMOTE_ADDR", ""))
-    except (MintRateLimited, MintError) as exc:
-        message, status = _failure(exc)
-        response = JsonResponse(error_config(message), status=status)
-    else:
-        response = JsonResponse(page_config(request, session, token, auto_start=True))
-    return _remember_visitor(response, visitor_key, new)
+    config, status = await visitor_config(request, visitor_key, auto_start=True)
+    return _remember_visitor(JsonResponse(config, status=status), visitor_key, new)
 
 
 # Health probes: whatever the failure (refused, timeout, misconfigured), the part is down.
