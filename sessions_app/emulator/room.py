@@ -43,6 +43,8 @@ PING_TIMEOUT_SECONDS = 15
 AGENT_JOIN_SECONDS = 0.3
 # How long a room waits for a visitor whose signal socket dropped to come back.
 REJOIN_SECONDS = 20
+# How long an ended room waits for the visitor to leave by itself before it sends a leave.
+LEAVE_GRACE_SECONDS = 2.0
 # How often, at most, the room re-reads its session: a stop may come from a process it cannot hear.
 POLL_SECONDS = 5.0
 
@@ -133,6 +135,7 @@ class Room:
         self.outbox = []  # data packets waiting for the visitor's data channel
         self.tasks = set()
         self.rejoin_timer = None
+        self.visitor_gone = asyncio.Event()  # set when the visitor's signal socket is left or lost
         self._spawn(self._speaker())
         self._spawn(self._timer())
         self._spawn(self._reader())
@@ -355,6 +358,7 @@ class Room:
         elif kind == "ping":
             await self.send_signal(rtc.SignalResponse(pong=int(time.time() * 1000)))
         elif kind == "leave":
+            self.visitor_gone.set()
             await self.close(reason="visitor left")
         # subscription, track_setting, sync_state, update_layers...: nothing to do here.
 
@@ -375,6 +379,7 @@ class Room:
         """The visitor's socket closed without a leave: wait a while for it to come back."""
         if self.visitor and self.visitor.signal is signal:
             self.visitor.signal = None
+            self.visitor_gone.set()
             if not self.ended:
                 self.rejoin_timer = self._spawn(self._close_unless_rejoined())
 
@@ -569,6 +574,10 @@ class Room:
 
     # The end
 
+    def stop(self, end_reason: str):
+        """End the room in a task of its own, so that the caller's socket stays free to hear the leave."""
+        self._spawn(self.end(end_reason))
+
     async def end(self, end_reason: str):
         """The session ended: say so, send the visitor a server leave, then tear the room down."""
         if self.ended:
@@ -578,6 +587,13 @@ class Room:
             self.speech["task"].cancel()
         self.voice.hush()
         await self.emit("session.stopped", None, end_reason=end_reason)
+        # The page leaves by itself once it reads session.stopped. A leave sent at once could
+        # overtake that event (the data channel and the signal socket are separate paths).
+        if self.visitor and self.visitor.signal:
+            try:
+                await asyncio.wait_for(self.visitor_gone.wait(), LEAVE_GRACE_SECONDS)
+            except TimeoutError:
+                pass
         await self.send_signal(
             rtc.SignalResponse(
                 update=rtc.ParticipantUpdate(participants=[self._agent_info(models.ParticipantInfo.State.DISCONNECTED)])
@@ -590,7 +606,7 @@ class Room:
                 )
             )
         )
-        # The leave and the last data packets need a moment on the wire before the sockets close.
+        # The leave needs a moment on the wire before the sockets close.
         await asyncio.sleep(0.2)
         await self.close(reason=f"session ended ({end_reason})")
 

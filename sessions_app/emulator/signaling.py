@@ -95,4 +95,4 @@ class SignalConsumer(AsyncWebsocketConsumer):
 
     async def room_stopped(self, message):
         if self.room:
-            await self.room.end(message["end_reason"])
+            self.room.stop(message["end_reason"])

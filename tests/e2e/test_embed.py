@@ -160,8 +160,9 @@ def test_leaving_the_host_page_leaves_no_session_running(daphne_server, host_sit
     expect(page.frame_locator("iframe").get_by_role("status")).to_have_text("Live")
     page.goto(f"{host.url}/another-page")
     wait_for(lambda: AvatarSession.objects.get().status == SessionStatus.ENDED)
-    emulated = EmulatedSession.objects.get(pk=AvatarSession.objects.get().liveavatar_session_id)
-    assert emulated.status == EmulatedSession.ENDED
+    # The page's keepalive stop to LiveAvatar and its forwarded beacon travel separately.
+    emulated = EmulatedSession.objects.filter(pk=AvatarSession.objects.get().liveavatar_session_id)
+    wait_for(lambda: emulated.get().status == EmulatedSession.ENDED)
 
 
 def test_a_foreign_site_cannot_frame_the_page_and_mints_nothing(daphne_server, host_site, launch_browser):
