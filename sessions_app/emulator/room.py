@@ -2,7 +2,8 @@
 
 One `Room` per started session lives in this process while a visitor is in it (`rooms`). The
 visitor's browser reaches it through the signaling consumer (signaling.py) and one aiortc peer
-connection: `heygen` publishes the drawn face and its voice (media.py), data packets carry the
+connection: `heygen` publishes the drawn face and its voice (media.py), the visitor's microphone is
+heard and recognised (hearing.py), data packets carry the
 FULL-mode commands (agent-control) and events (agent-response) of API.md §3.3-3.4. The session ends
 (session.stopped, then a server leave) when its REST stop arrives through the channel-layer group,
 or when the room's own timer finds a deadline passed; then everything the room made is torn down.
@@ -28,6 +29,7 @@ from django.utils import timezone
 from livekit.protocol import models, rtc
 
 from . import agent
+from .hearing import Heard, Hearing, load_recogniser, recognise
 from .media import RATE, SIZE, FaceVideoTrack, SpeechAudioTrack, Voice, synthesize
 from .models import EmulatedSession
 
@@ -126,6 +128,9 @@ class Room:
         self.voice = Voice()
         self.ended = False
         self.listening = False
+        # The avatar hears the microphone from the start (as the real service does); stop_listening deafens it.
+        self.deaf = False
+        self.hearing: Hearing | None = None
         self.pushing = False
         self.ptt_text = []
         self.speech = None  # {"text", "source", "spoken", "task"} while the avatar speaks
@@ -267,8 +272,8 @@ class Room:
 
         @pc.on("track")
         def on_track(track):
-            # The microphone: read, so aiortc's queue of decoded frames does not grow.
-            self._spawn(self._drain(track))
+            if track.kind == "audio":
+                self._spawn(self._hear(track))
 
     async def _agent_joins(self):
         await self._pause(AGENT_JOIN_SECONDS)
@@ -278,12 +283,49 @@ class Room:
         await self.send_signal(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=[self._agent_info()])))
         await self.queue.put((agent.opening_line(self.session.config), None, False))
 
-    async def _drain(self, track):
+    async def _hear(self, track):
+        """The visitor's microphone: every frame is read (aiortc's queue must not grow), and heard
+        only while the room listens; a frame not heard costs nothing more than its reading."""
+        hearing = self.hearing = Hearing()
+        self._spawn(load_recogniser())
         try:
             while True:
-                await track.recv()
+                frame = await track.recv()
+                if self._hears():
+                    for heard in hearing.feed(frame):
+                        await self._heard(heard)
         except MediaStreamError:
             pass
+
+    def _hears(self) -> bool:
+        push_to_talk = self.session.interactivity_type == "PUSH_TO_TALK"
+        return not (self.ended or self.deaf or (push_to_talk and not self.pushing))
+
+    async def _stop_hearing(self):
+        """The room stops listening: an utterance going on ends here."""
+        if self.hearing and (heard := self.hearing.stop()):
+            await self._heard(heard)
+
+    async def _heard(self, heard: Heard):
+        if heard.kind == "started":
+            await self.emit("user.speak_started", None)
+        else:
+            await self.emit("user.speak_ended", None)
+            self.user_task = self._spawn(self._transcribe(heard.speech, self.user_task))
+
+    async def _transcribe(self, speech: bytes, previous):
+        """Recognise an utterance, then (in turn with the ones before it) say what was said and answer it."""
+        text = await recognise(speech)
+        if previous:
+            await asyncio.wait([previous])
+        if not text:
+            return  # a noise, not words: nothing to write down or answer
+        await _record(self.session, "user", text)
+        await self.emit("user.transcription", None, text=text)
+        if self.session.interactivity_type == "PUSH_TO_TALK":
+            self.ptt_text.append(text)  # answered on release, with the rest of the push
+        else:
+            await self.queue.put((agent.reply(text), None, True))
 
     async def answer(self, offer: rtc.SessionDescription, add_media: bool = False):
         visitor = self.visitor
@@ -461,10 +503,13 @@ class Room:
             await self.emit("avatar.speak_ended", speech["source"])
 
     async def start_listening(self, command):
-        self.listening = self.voice.listening = True  # a pose change only: no event
+        self.listening = self.voice.listening = True  # no event
+        self.deaf = False
 
     async def stop_listening(self, command):
         self.listening = self.voice.listening = False
+        self.deaf = True
+        await self._stop_hearing()
 
     async def start_push_to_talk(self, command):
         if self.session.interactivity_type != "PUSH_TO_TALK" or self.pushing:
@@ -478,10 +523,9 @@ class Room:
             await self.emit("user.push_to_talk_stop_failed", command.get("event_id"))
             return
         self.pushing = False
+        await self._stop_hearing()
         await self.emit("user.push_to_talk_stopped", command.get("event_id"))
-        text, self.ptt_text = " ".join(self.ptt_text), []
-        if text:
-            self._spawn(self._answer(text, command.get("event_id"), self.user_task))
+        self._spawn(self._answer_push(command.get("event_id"), self.user_task))
 
     async def user_says(self, command):
         """Test-only: the visitor says a sentence (in PUSH_TO_TALK only while pushing)."""
@@ -556,10 +600,13 @@ class Room:
         if answer:
             await self.queue.put((agent.reply(text), source, True))
 
-    async def _answer(self, text: str, source: str | None, user_task):
+    async def _answer_push(self, source: str | None, user_task):
+        """Answer everything said during a push, once its last utterance is written down."""
         if user_task:
             await asyncio.wait([user_task])
-        await self.queue.put((agent.reply(text), source, True))
+        text, self.ptt_text = " ".join(self.ptt_text), []
+        if text:
+            await self.queue.put((agent.reply(text), source, True))
 
     async def _timer(self):
         """Ends the room at the session's deadline, or when someone else ended the session."""
