@@ -10,7 +10,8 @@ import json
 import uuid
 from urllib.parse import urlencode, urlsplit
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
 from channels.testing import WebsocketCommunicator
 from livekit.protocol import models, rtc
 
@@ -32,14 +33,37 @@ def join_path(livekit_url: str, token: str, offer_sdp: str = "", offer_id: int =
     return f"{urlsplit(livekit_url).path}/rtc/v1?{query}"
 
 
+class LoopedMicrophone(MediaStreamTrack):
+    """A microphone saying a WAV file over and over, in real time; counts the seconds it has sent."""
+
+    kind = "audio"
+
+    def __init__(self, path):
+        super().__init__()
+        self.player = MediaPlayer(str(path), loop=True)
+        self.seconds = 0.0
+
+    async def recv(self):
+        frame = await self.player.audio.recv()
+        self.seconds += frame.samples / frame.sample_rate
+        return frame
+
+    def stop(self):
+        super().stop()
+        self.player.audio.stop()
+
+
 class TestClient:
     __test__ = False  # not a test class, despite its name
 
-    def __init__(self, started: dict):
+    def __init__(self, started: dict, microphone=None):
         self.started = started
         self.pc = RTCPeerConnection()
         self.channel = self.pc.createDataChannel("_reliable")
-        self.pc.addTransceiver("audio", direction="sendrecv")
+        if microphone:
+            self.pc.addTrack(microphone)
+        else:
+            self.pc.addTransceiver("audio", direction="sendrecv")
         self.pc.addTransceiver("video", direction="recvonly")
         self.signals: asyncio.Queue = asyncio.Queue()
         self.data: asyncio.Queue = asyncio.Queue()
@@ -108,6 +132,13 @@ class TestClient:
         events = []
         while not events or events[-1]["event_type"] != last_type:
             events.append((await self.event(timeout))[0])
+        return events
+
+    def pending_events(self) -> list[dict]:
+        """Agent events received and not read yet."""
+        events = []
+        while not self.data.empty():
+            events.append(json.loads(self.data.get_nowait().user.payload))
         return events
 
     async def close(self):

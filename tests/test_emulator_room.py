@@ -14,7 +14,8 @@ from avatar_site.asgi import application
 from sessions_app.emulator import agent
 from sessions_app.emulator.room import rooms
 from sessions_app.liveavatar import get_client
-from tests.livekit_client import ORIGIN, TestClient, join_path
+from tests.livekit_client import ORIGIN, LoopedMicrophone, TestClient, join_path
+from tests.speech import speech_wav
 
 FULL = {"mode": "FULL", "avatar_id": "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a", "avatar_persona": {"language": "en"}}
 
@@ -160,6 +161,29 @@ async def test_it_hears_the_user_and_answers():
     assert reply["source_event_id"] == event_id
     roles = [(e["role"], e["transcript"]) for e in (await client.transcript(token["session_id"]))["transcript_data"]]
     assert roles[-2:] == [("user", "hello what are your hours"), ("avatar", reply["text"])]
+    await room.close()
+
+
+async def test_it_hears_the_microphone_only_while_listening(tmp_path):
+    wav = tmp_path / "visitor.wav"
+    loop = 0.5 + speech_wav(wav, before=0.5, after=1.5) + 1.5
+    microphone = LoopedMicrophone(wav)
+    _, _, started = await started_session()
+    room = TestClient(started, microphone)
+    await room.connect()
+    await room.command("avatar.stop_listening")
+    await room.events_until("avatar.speak_ended")  # the opening line
+    heard_from = microphone.seconds
+    while microphone.seconds < heard_from + 1.5 * loop:  # the whole phrase at least once, not listened to
+        await asyncio.sleep(0.05)
+    assert not [e for e in room.pending_events() if e["event_type"].startswith("user.")]
+
+    await room.command("avatar.start_listening")
+    events = await room.events_until("user.transcription", timeout=3 * loop)
+    assert [e["event_type"] for e in events] == ["user.speak_started", "user.speak_ended", "user.transcription"]
+    assert "open" in events[-1]["text"].split()
+    answer = await room.events_until("avatar.transcription")
+    assert answer[-1]["text"] == agent.reply(events[-1]["text"])
     await room.close()
 
 

@@ -1,8 +1,8 @@
 """What the emulated avatar hears: the visitor's microphone cut into utterances, and their words.
 
 WebRTC's voice activity detector (webrtcvad) marks each 30 ms of the audio, resampled to 16 kHz
-mono, as speech or not. An utterance starts when most of the last quarter second was speech (a
-click or Chromium's fake-microphone beep is too short) and ends after half a second of silence.
+mono, as speech or not. An utterance starts when most of the last 300 ms was speech (a click or
+Chromium's fake-microphone beep is too short) and ends after 450 ms of silence.
 Only a finished utterance goes to PocketSphinx (the en-US model its wheel ships), off the event
 loop: recognition is the one costly step, so it runs once per utterance, never on silence.
 """
@@ -14,6 +14,7 @@ import collections
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 import webrtcvad
 from av import AudioFrame, AudioResampler
 from pocketsphinx import Decoder
@@ -22,9 +23,12 @@ RATE = 16000
 FRAME_BYTES = RATE * 30 // 1000 * 2  # 30 ms of 16-bit samples, a frame size the VAD accepts
 # 0 (lenient) to 3 (strict): how surely a frame must sound like speech to count.
 VAD_MODE = 2
-# Speech starts when START_VOICED of the last START_FRAMES frames (240 ms) are voiced...
-START_FRAMES = 8
-START_VOICED = 6
+# Quieter frames are not speech, whatever the VAD says: it keeps calling a loud sound speech for a
+# quarter second after the sound ends (so Chromium's fake-microphone beeps would be heard).
+QUIET_RMS = 0.01 * 32768  # -40 dBFS
+# Speech starts when START_VOICED of the last START_FRAMES frames (300 ms) are voiced...
+START_FRAMES = 10
+START_VOICED = 8
 # ...and ends after END_FRAMES silent frames (450 ms).
 END_FRAMES = 15
 # A longer utterance is cut there, so one held breath cannot grow a recognition without end.
@@ -64,16 +68,20 @@ class Hearing:
         while len(self._pending) >= FRAME_BYTES:
             chunk = bytes(self._pending[:FRAME_BYTES])
             del self._pending[:FRAME_BYTES]
-            if change := self._step(chunk, self._vad.is_speech(chunk, RATE)):
+            if change := self._step(chunk, self._voiced(chunk)):
                 heard.append(change)
         return heard
+
+    def _voiced(self, chunk: bytes) -> bool:
+        samples = np.frombuffer(chunk, dtype=np.int16).astype(np.float32)
+        return float(np.sqrt(np.mean(samples**2))) >= QUIET_RMS and self._vad.is_speech(chunk, RATE)
 
     def _step(self, chunk: bytes, voiced: bool) -> Heard | None:
         if self._speech is None:
             self._recent.append((chunk, voiced))
             if sum(v for _, v in self._recent) < START_VOICED:
                 return None
-            # The quarter second that made up our mind is the start of the utterance.
+            # The frames that made up our mind are the start of the utterance.
             self._speech = bytearray(b"".join(c for c, _ in self._recent))
             self._frames, self._silent = len(self._recent), 0
             self._recent.clear()

@@ -75,7 +75,7 @@ def test_what_the_visitor_says_is_heard_stored_and_answered(daphne_server, speak
     entries = list(TranscriptEntry.objects.filter(session_id=sid))
     spoken = next(e for e in entries if e.speaker == "user")
     assert "open" in spoken.text.split(), spoken.text
-    # Started when the speech started, ended when it ended: told within a quarter second of its
+    # Started when the speech started, ended when it ended: told within 300 ms of its
     # start and half a second of its end (plus the time the events took to reach the page).
     assert spoken.started_at and spoken.ended_at
     duration = (spoken.ended_at - spoken.started_at).total_seconds()
