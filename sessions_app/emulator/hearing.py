@@ -125,5 +125,6 @@ async def recognise(speech: bytes) -> str:
 
 
 async def load_recogniser():
-    """Load the model (about a second) before the first utterance needs it."""
-    await recognise(b"")
+    """Load the model (a second of CPU, once per process) while the first utterance is still spoken."""
+    if _decoder is None:
+        await recognise(b"")

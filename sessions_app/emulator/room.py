@@ -287,7 +287,6 @@ class Room:
         """The visitor's microphone: every frame is read (aiortc's queue must not grow), and heard
         only while the room listens; a frame not heard costs nothing more than its reading."""
         hearing = self.hearing = Hearing()
-        self._spawn(load_recogniser())
         try:
             while True:
                 frame = await track.recv()
@@ -308,6 +307,7 @@ class Room:
 
     async def _heard(self, heard: Heard):
         if heard.kind == "started":
+            self._spawn(load_recogniser())  # a room nobody speaks in never loads the model
             await self.emit("user.speak_started", None)
         else:
             await self.emit("user.speak_ended", None)
