@@ -17,6 +17,20 @@ async def live(request):
 
 
 @require_safe
+async def healthz(request):
+    """The short check (an uptime monitor's): the database and the channel layer, and which LiveAvatar
+    this site talks to, without calling it."""
+    database, _ = await sync_to_async(health.database)()
+    layer, _ = await health.channel_layer()
+    body = {
+        "database": "ok" if database else "down",
+        "channel_layer": "ok" if layer else "down",
+        "liveavatar": "emulator" if settings.LIVEAVATAR_EMULATOR else "real",
+    }
+    return JsonResponse(body, status=200 if database and layer else 503)
+
+
+@require_safe
 async def ready(request):
     """Whether this process can serve: the database and the channel layer; LiveAvatar is reported
     but does not fail it, since every process shares that outage and the admin, the dashboard and
