@@ -3,10 +3,10 @@
 One `Room` per started session lives in this process while a visitor is in it (`rooms`). The
 visitor's browser reaches it through the signaling consumer (signaling.py) and one aiortc peer
 connection: `heygen` publishes the drawn face and its voice (media.py), the visitor's microphone is
-heard and recognised (hearing.py), data packets carry the
-FULL-mode commands (agent-control) and events (agent-response) of API.md §3.3-3.4. The session ends
-(session.stopped, then a server leave) when its REST stop arrives through the channel-layer group,
-or when the room's own timer finds a deadline passed; then everything the room made is torn down.
+heard and recognised (hearing.py), data packets carry the FULL-mode commands (agent-control) and
+events (agent-response) of API.md §3.3-3.4. The session ends (session.stopped, then a server leave)
+when its REST stop arrives through the channel-layer group, or when the room's own timer finds a
+deadline passed; then everything the room made is torn down.
 """
 
 from __future__ import annotations
@@ -272,8 +272,8 @@ class Room:
 
         @pc.on("track")
         def on_track(track):
-            if track.kind == "audio":
-                self._spawn(self._hear(track))
+            # Every track is read, so aiortc's queue of decoded frames does not grow; the microphone is heard.
+            self._spawn(self._hear(track) if track.kind == "audio" else self._drain(track))
 
     async def _agent_joins(self):
         await self._pause(AGENT_JOIN_SECONDS)
@@ -283,9 +283,15 @@ class Room:
         await self.send_signal(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=[self._agent_info()])))
         await self.queue.put((agent.opening_line(self.session.config), None, False))
 
+    async def _drain(self, track):
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            pass
+
     async def _hear(self, track):
-        """The visitor's microphone: every frame is read (aiortc's queue must not grow), and heard
-        only while the room listens; a frame not heard costs nothing more than its reading."""
+        """The visitor's microphone, heard only while the room listens (a frame not heard is only read)."""
         hearing = self.hearing = Hearing()
         try:
             while True:

@@ -66,17 +66,17 @@ def test_what_the_visitor_says_is_heard_stored_and_answered(daphne_server, speak
     page, length, _ = speaking_visitor
     start(page, daphne_server.url)
     items = transcript_items(page)
-    said = items.filter(has_text=HEARD).first
-    expect(said).to_be_visible(timeout=30_000)
-    answer = items.filter(has_text=f"Avatar: {ANSWER}").first
-    expect(answer).to_be_visible()
+    # The second time round, the phrase is surely heard whole (the first may have begun before the
+    # microphone reached the room).
+    expect(items.filter(has_text=HEARD).nth(1)).to_be_visible(timeout=30_000)
+    expect(items.filter(has_text=f"Avatar: {ANSWER}").nth(1)).to_be_visible()
     sid = end(page)
 
     entries = list(TranscriptEntry.objects.filter(session_id=sid))
-    spoken = next(e for e in entries if e.speaker == "user")
+    spoken = [e for e in entries if e.speaker == "user"][1]
     assert "open" in spoken.text.split(), spoken.text
-    # Started when the speech started, ended when it ended: told within 300 ms of its
-    # start and half a second of its end (plus the time the events took to reach the page).
+    # Started when the speech started, ended when it ended: told within 300 ms of its start and
+    # half a second of its end (plus the time the events took to reach the page).
     assert spoken.started_at and spoken.ended_at
     duration = (spoken.ended_at - spoken.started_at).total_seconds()
     assert length - 0.4 < duration < length + 0.8, (duration, length)
@@ -127,7 +127,10 @@ def test_with_push_to_talk_only_what_is_said_while_the_button_is_held_is_heard(m
     talk.hover()
     page.mouse.down()
     expect(page.get_by_role("button", name="Talking… release to send")).to_be_visible()
-    page.wait_for_function("() => window.heard.includes('user.speak_ended')", timeout=3 * loop * 1000)
+    # Held until the phrase has ended twice: once at least it was heard whole.
+    page.wait_for_function(
+        "() => window.heard.filter((type) => type === 'user.speak_ended').length >= 2", timeout=3 * loop * 1000
+    )
     page.mouse.up()
     expect(items.filter(has_text=HEARD).first).to_be_visible()
     expect(items.filter(has_text=f"Avatar: {ANSWER}").first).to_be_visible()
@@ -137,5 +140,5 @@ def test_with_push_to_talk_only_what_is_said_while_the_button_is_held_is_heard(m
     pressed = types.index("user.start_push_to_talk")
     assert "user.speak_started" not in types[:pressed]
     assert types.index("user.speak_started", pressed) < types.index("user.transcription", pressed)
-    spoken = TranscriptEntry.objects.filter(session_id=sid, speaker="user").first()
-    assert "open" in spoken.text.split()
+    said = [e.text for e in TranscriptEntry.objects.filter(session_id=sid, speaker="user")]
+    assert any("open" in text.split() for text in said), said
