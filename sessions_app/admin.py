@@ -25,7 +25,7 @@ from privacy.models import purge_date
 from . import lifecycle, liveavatar, transcript
 from .exports import as_text
 from .liveavatar import LiveAvatarError
-from .models import LIVE_STATUSES, NEVER_STARTED, ApiKey, AvatarSession, EndReason
+from .models import NEVER_STARTED, ApiKey, AvatarSession, EndReason
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     @admin.action(description="End selected live sessions (stop at LiveAvatar)")
     def end_live_session(self, request, queryset):
         ended = 0
-        for session in queryset.filter(status__in=LIVE_STATUSES):
+        for session in queryset.live():
             try:
                 async_to_sync(lifecycle.stop_session)(
                     session, "USER_CLOSED", EndReason.STAFF_ENDED, ended_by=f"staff:{request.user.get_username()}"

@@ -17,7 +17,7 @@ from profiles import budgets
 from profiles.models import AvatarProfile
 
 from . import credentials, liveavatar
-from .models import AvatarSession, SessionStatus
+from .models import AvatarSession, CreatedVia, SessionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def mint_session(
     *,
     visitor_key: str,
     client_address: str = "",
-    created_via: str = "page",
+    created_via: str = CreatedVia.PAGE,
     overrides: dict | None = None,
     profile: AvatarProfile | None = None,
 ) -> tuple[AvatarSession, str]:
@@ -151,7 +151,7 @@ async def mint_session(
 def server_starts(session: AvatarSession) -> bool:
     """Whether the server, not the visitor's page, starts this session: its profile says so (API
     clients always get the token and start their sessions themselves)."""
-    if session.created_via != "page":
+    if session.created_via != CreatedVia.PAGE:
         return False
     return session.profile.starts_on_server if session.profile else settings.LIVEAVATAR_SESSION_START == "server"
 
