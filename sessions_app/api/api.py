@@ -25,17 +25,16 @@ from profiles.api import router as profiles_router
 from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
 from ..models import ApiKey, AvatarSession, CreatedVia, EndReason, TranscriptEntry
+from ..schemas import EventOut, SessionOut
 from .auth import READ, WRITE, caller, requires
 from .schemas import (
     ErrorOut,
     EventBatchIn,
     EventBatchOut,
-    EventOut,
     Pages,
     SessionCreatedOut,
     SessionCreateIn,
     SessionFilters,
-    SessionOut,
     TranscriptOut,
 )
 
