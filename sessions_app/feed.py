@@ -6,11 +6,13 @@ from datetime import datetime
 from channels.layers import get_channel_layer
 from django.urls import reverse
 
-from .models import AvatarSession, TranscriptEntry
+from .models import AvatarSession, SessionStatus, TranscriptEntry
 
 log = logging.getLogger(__name__)
 
 GROUP = "dashboard"
+# Sessions the feed shows as live: a minted token nobody started is not a conversation yet.
+FEED_STATUSES = (SessionStatus.STARTED, SessionStatus.ACTIVE)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -64,7 +66,7 @@ def entry_dict(entry: TranscriptEntry) -> dict:
 
 def snapshot() -> list[dict]:
     """Live sessions with their transcripts so far (sync: call through database_sync_to_async)."""
-    sessions = AvatarSession.objects.in_feed().prefetch_related("transcript")[:100]
+    sessions = AvatarSession.objects.filter(status__in=FEED_STATUSES).prefetch_related("transcript")[:100]
     return [{**session_dict(s), "transcript": [entry_dict(e) for e in s.transcript.all()]} for s in sessions]
 
 
