@@ -153,7 +153,7 @@ def _void_unstarted(sessions, now: datetime) -> list[AvatarSession]:
     """Tokens minted but not started within the hold: expired here, to be stopped at LiveAvatar."""
     stale = list(sessions.select_for_update().expired(now, settings.BUDGET_START_HOLD_SECONDS))
     for session in stale:
-        session.status, session.ended_at, session.end_reason = SessionStatus.EXPIRED, now, EndReason.NOT_STARTED_IN_TIME
+        session.move_to(SessionStatus.EXPIRED, now, EndReason.NOT_STARTED_IN_TIME)
         session.save(update_fields=["status", "ended_at", "end_reason"])
     return stale
 

@@ -125,11 +125,11 @@ async def mint_session(
         client_address=client_address,
         created_via=created_via,
     )
-    started = time.perf_counter()
     voided = await sync_to_async(_admit)(session)
     client = liveavatar.get_client()
     for stale in voided:
         await _void(client, stale)
+    started = time.perf_counter()
     try:
         token = await client.create_token(session.config)
     except liveavatar.LiveAvatarError as error:
