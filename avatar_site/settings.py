@@ -241,6 +241,9 @@ LOGGING = {
         # httpx logs every request line at INFO; keep it quiet.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # The emulated room's WebRTC stack logs each ICE pair and state change at INFO.
+        "aioice": {"level": "WARNING"},
+        "aiortc": {"level": "WARNING"},
     },
 }
 

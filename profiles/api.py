@@ -11,6 +11,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import BeforeValidator, ConfigDict, StrictBool
 
+from privacy import redaction
 from sessions_app.api.auth import requires
 from sessions_app.api.schemas import ErrorOut
 
@@ -35,6 +36,7 @@ Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]  # no NUL: PostgreSQL refuse
 Minutes = Annotated[int, Interval(ge=0, le=24 * 60), BeforeValidator(_json_number)] | None
 Seconds = Annotated[int, Interval(ge=30, le=24 * 3600), BeforeValidator(_json_number)]
 Count = Annotated[int, Interval(ge=0, le=100_000), BeforeValidator(_json_number)] | None
+Days = Annotated[int, Interval(ge=1, le=100 * 365), BeforeValidator(_json_number)] | None
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["en", "fr"])]
 PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
@@ -72,6 +74,21 @@ class ProfileFields(Schema):
     visitor_minutes_per_day: Minutes = Field(None, description="null: no limit.")
     minutes_per_day: Minutes = Field(None, description="null: no limit.")
     max_live_sessions: Count = Field(None, description="null: no limit.")
+    # Empty or null: the site's setting (named in each description).
+    session_start: Literal["", "browser", "server"] = Field(
+        None, description='Who starts its LiveAvatar sessions; "": LIVEAVATAR_SESSION_START.'
+    )
+    mark_operator_lines: StrictBool | None = Field(
+        None, description="Show visitors the avatar lines staff or a system sent; null: CONTROL_MARK_OPERATOR_LINES."
+    )
+    redaction_enabled: StrictBool | None = Field(None, description="Redact personal data; null: REDACTION_ENABLED.")
+    redaction_kinds: list[Literal[redaction.KINDS]] = Field(
+        None, max_length=len(redaction.KINDS), description="What is redacted; []: REDACTION_KINDS."
+    )
+    country: Annotated[str, Field(pattern=r"^([A-Z]{2})?$")] = Field(
+        None, description='Phone numbers without + are read as this country\'s (e.g. "DE"); "": REDACTION_REGION.'
+    )
+    retention_days: Days = Field(None, description="Days its sessions are kept; null: RETENTION_DAYS.")
 
 
 class ProfileCreateIn(ProfileFields):
@@ -105,6 +122,12 @@ class ProfileOut(Schema):
     visitor_minutes_per_day: int | None
     minutes_per_day: int | None
     max_live_sessions: int | None
+    session_start: str
+    mark_operator_lines: bool | None
+    redaction_enabled: bool | None
+    redaction_kinds: list[str]
+    country: str
+    retention_days: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
     usage: UsageOut

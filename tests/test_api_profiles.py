@@ -47,6 +47,35 @@ def test_it_creates_reads_changes_and_deletes_a_profile():
     assert client.get("/api/v1/profiles/front-desk").status_code == 404
 
 
+def test_the_per_profile_privacy_and_control_settings_are_set_over_the_api():
+    client = api()
+    client.post("/api/v1/profiles", NEW, content_type="application/json")
+    settings_of_profile = {
+        "session_start": "server",
+        "mark_operator_lines": True,
+        "redaction_enabled": True,
+        "redaction_kinds": ["email", "card"],
+        "country": "DE",
+        "retention_days": 30,
+    }
+    changed = client.patch("/api/v1/profiles/front-desk", settings_of_profile, content_type="application/json")
+    assert changed.status_code == 200
+    assert {name: changed.json()[name] for name in settings_of_profile} == settings_of_profile
+    profile = AvatarProfile.objects.get(slug="front-desk")
+    assert profile.starts_on_server and profile.kept_days == 30
+    # Back to the site's settings: empty or null.
+    reset = {"session_start": "", "mark_operator_lines": None, "redaction_kinds": [], "country": ""}
+    reset["retention_days"] = None
+    assert client.patch("/api/v1/profiles/front-desk", reset, content_type="application/json").status_code == 200
+    profile.refresh_from_db()
+    assert (profile.session_start, profile.redaction_kinds, profile.retention_days) == ("", [], None)
+    for bad in ({"redaction_kinds": ["names"]}, {"country": "de"}, {"retention_days": 0}, {"session_start": "page"}):
+        refused = client.patch("/api/v1/profiles/front-desk", bad, content_type="application/json")
+        assert refused.status_code == 422, bad
+    profile.refresh_from_db()
+    assert (profile.session_start, profile.redaction_kinds, profile.retention_days) == ("", [], None)
+
+
 def test_it_refuses_bad_profiles_and_changes_nothing():
     client = api()
     client.post("/api/v1/profiles", NEW, content_type="application/json")
