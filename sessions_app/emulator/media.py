@@ -207,7 +207,7 @@ _deadline = 0.0
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
 _RATE_PARAMETER = 1
-_CHARS_UTF8, _END_PAUSE = 1, 0x1000
+_POS_CHARACTER, _CHARS_UTF8, _END_PAUSE = 1, 1, 0x1000
 
 
 @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -240,7 +240,8 @@ def speech_samples(text: str) -> np.ndarray:
         _chunks.clear()
         _deadline = time.monotonic() + SYNTH_TIMEOUT_SECONDS
         if data.strip():
-            library.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, 1, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
+            flags = _CHARS_UTF8 | _END_PAUSE
+            library.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, _POS_CHARACTER, 0, flags, None, None)
         if time.monotonic() > _deadline:
             raise TimeoutError(f"eSpeak NG took longer than {SYNTH_TIMEOUT_SECONDS} s")
         return np.concatenate(_chunks) if _chunks else np.zeros(0, dtype=np.int16)
