@@ -16,7 +16,7 @@ FIND_PYTHON := for p in $(PYTHON_CANDIDATES); do \
 	  if "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo "$$p"; break; fi; \
 	done
 
-.PHONY: run banner test lint bench install install-test js static migrate services browser speech clean test-python test-js test-e2e test-integration
+.PHONY: run banner test lint bench install install-test js static migrate services browser clean test-python test-js test-e2e test-integration
 
 $(VENV)/.installed: requirements.txt
 	@base=$$($(FIND_PYTHON)); \
@@ -67,7 +67,7 @@ banner:
 
 # Daphne and the task worker (webhook deliveries, the retention purge) in one command: when Daphne
 # stops (Ctrl+C), the worker is stopped too.
-run: migrate static speech banner
+run: migrate static banner
 	@$(PY) manage.py schedule_purge; \
 	$(PY) manage.py db_worker --queue-name='*' --no-reload --verbosity=0 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
@@ -77,17 +77,12 @@ run: migrate static speech banner
 services:
 	@bash scripts/services.sh
 
-# eSpeak NG gives the emulated avatar its voice (Debian's package; without it the avatar is silent).
-speech:
-	@command -v espeak-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) || \
-	  echo "espeak-ng is missing and could not be installed: the emulated avatar will speak in silence"
-
 # Debian's chromium for the browser tests; never a downloaded browser.
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium is missing and could not be installed: browser tests will fail"
 
-test: install-test static services browser speech
+test: install-test static services browser
 	bash scripts/test.sh
 
 # ruff's lint rules and formatter (pinned in requirements-test.txt); make test runs them too.
@@ -95,7 +90,7 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install-test services speech
+bench: install-test services
 	$(PY) -m bench
 
 clean:

@@ -1,11 +1,12 @@
-"""Speech for the microphone in tests: eSpeak NG (Debian's espeak-ng, installed by `make speech`)
+"""Speech for the microphone in tests: eSpeak NG (the emulator's, from the espeakng-loader wheel)
 says a phrase into a WAV file, with silence around it."""
 
-import io
-import shutil
-import subprocess
 import wave
 from pathlib import Path
+
+import numpy as np
+
+from sessions_app.emulator import media
 
 # A voice and a phrase PocketSphinx recognises word for word; the emulated agent answers "open"
 # with its opening hours.
@@ -15,16 +16,14 @@ PHRASE = "When are you open?"
 
 def speech_wav(path: Path, text: str = PHRASE, before: float = 0.5, after: float = 2.0) -> float:
     """Write `text` spoken between `before` and `after` seconds of silence; returns the speech's length in seconds."""
-    program = shutil.which("espeak-ng")
-    assert program, "espeak-ng is missing: run `make speech`"
-    spoken = subprocess.run([program, "-v", VOICE, "-s", "150", "--stdout", text], check=True, capture_output=True)
-    with wave.open(io.BytesIO(spoken.stdout)) as reader:
-        params = reader.getparams()
-        samples = reader.readframes(reader.getnframes())
-    bytes_per_second = params.framerate * params.sampwidth
+    samples = media.speech_samples(text, voice=VOICE, words_per_minute=150)
     with wave.open(str(path), "wb") as writer:
-        writer.setparams(params)
-        writer.writeframes(
-            bytes(int(before * bytes_per_second) & ~1) + samples + bytes(int(after * bytes_per_second) & ~1)
-        )
-    return len(samples) / bytes_per_second
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(media.RATE)
+        writer.writeframes(np.concatenate([_silence(before), samples, _silence(after)]).tobytes())
+    return len(samples) / media.RATE
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * media.RATE), dtype=np.int16)

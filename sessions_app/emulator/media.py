@@ -1,61 +1,93 @@
 """What the emulated avatar `heygen` publishes: a drawn face as video and synthesized speech as audio.
 
 The face's mouth opens with the loudness of the audio being sent at that moment, so picture and
-sound stay in step. Frames are small and few (SIZE, FPS) because VP8 encoding is what a room costs.
-Speech comes from eSpeak NG (Debian's `espeak-ng`); without it the avatar speaks in silence.
+sound stay in step. A room's cost is aiortc's work for each packet more than the encoding, so the
+tracks send few: a frame only when the face changes (and a still one every STILL_SECONDS), Opus
+packets of PACKET_SECONDS, encoded once per utterance, and while silent one every SILENCE_SECONDS.
+Speech comes from the eSpeak NG library and voices the `espeakng-loader` wheel ships.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import fractions
-import io
 import logging
-import shutil
+import threading
 import time
 import wave
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+import av
+import espeakng_loader
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
-from av import AudioFrame, VideoFrame
+from av import VideoFrame
 
 logger = logging.getLogger(__name__)
 
 SIZE = 160
 FPS = 10
-RATE = 22050  # eSpeak NG's own output rate; aiortc resamples for Opus
-FRAME_SAMPLES = RATE // 50  # 20 ms
+# A still face is sent again this often, so that a lost or requested keyframe comes within it.
+STILL_SECONDS = 1.0
 MOUTH_LEVELS = 4
+
+RATE = 22050  # eSpeak NG's output rate
+VOICE, WORDS_PER_MINUTE = "en-us", 170
 SYNTH_TIMEOUT_SECONDS = 20
+OPUS_RATE = 48000
+# Opus packets of 120 ms, Opus's longest (aiortc's own encoder makes 20 ms ones): a sixth of the packets.
+PACKET_SECONDS = 0.12
+PACKET_SAMPLES = round(OPUS_RATE * PACKET_SECONDS)
+# While the avatar is silent, one silent packet this often keeps the stream alive, as Opus DTX does.
+SILENCE_SECONDS = 0.48
+OPUS_BITRATE = 32000
+# Opus's effort 0-10 (default 10): eSpeak NG's plain voice sounds the same at 3, for half the encoding.
+OPUS_COMPLEXITY = 3
+
+
+@dataclass
+class Utterance:
+    """One line of speech, encoded: Opus packets of PACKET_SECONDS and how loud each one is."""
+
+    packets: list[bytes]
+    levels: list[float]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.packets) * PACKET_SECONDS
 
 
 class Voice:
-    """The avatar's mouth: plays one utterance's samples and knows how loud the last 20 ms were."""
+    """The avatar's mouth: plays one utterance's packets and knows how loud the last one was."""
 
     def __init__(self):
-        self.samples = np.zeros(0, dtype=np.int16)
+        self.utterance: Utterance | None = None
         self.position = 0
         self.level = 0.0
         self.listening = False
 
-    def say(self, samples: np.ndarray | None):
-        self.samples = samples if samples is not None else np.zeros(0, dtype=np.int16)
+    def say(self, utterance: Utterance | None):
+        self.utterance = utterance
         self.position = 0
 
     def hush(self):
         self.say(None)
 
-    def read(self, count: int) -> np.ndarray:
-        chunk = self.samples[self.position : self.position + count]
-        self.position += len(chunk)
-        if len(chunk) < count:
-            chunk = np.concatenate([chunk, np.zeros(count - len(chunk), dtype=np.int16)])
-        self.level = float(np.sqrt(np.mean(chunk.astype(np.float32) ** 2))) / 32768
-        return chunk
+    def next_packet(self) -> bytes | None:
+        """The next packet of what is being said, or None when nothing is."""
+        utterance = self.utterance
+        if utterance is None or self.position >= len(utterance.packets):
+            self.level = 0.0
+            return None
+        packet, self.level = utterance.packets[self.position], utterance.levels[self.position]
+        self.position += 1
+        return packet
 
 
 class _PacedTrack(MediaStreamTrack):
-    """A track whose recv() returns one frame per period, on the wall clock."""
+    """A track that ticks once per period, on the wall clock."""
 
     period: float
 
@@ -77,27 +109,50 @@ class _PacedTrack(MediaStreamTrack):
 
 
 class SpeechAudioTrack(_PacedTrack):
-    kind = "audio"
-    period = FRAME_SAMPLES / RATE
+    """The voice as Opus packets already encoded (aiortc sends an av.Packet as it is)."""
 
-    async def recv(self) -> AudioFrame:
-        count = await self._tick()
-        frame = AudioFrame.from_ndarray(self.voice.read(FRAME_SAMPLES).reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = count * FRAME_SAMPLES
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
+    kind = "audio"
+    period = PACKET_SECONDS
+
+    def __init__(self, voice: Voice):
+        super().__init__(voice)
+        self.sent_at = None
+
+    async def recv(self) -> av.Packet:
+        while True:
+            count = await self._tick()
+            data = self.voice.next_packet()
+            if data is None and self.sent_at is not None and (count - self.sent_at) * self.period < SILENCE_SECONDS:
+                continue
+            break
+        self.sent_at = count
+        packet = av.Packet(data if data is not None else _silence())
+        packet.pts = count * PACKET_SAMPLES
+        packet.time_base = fractions.Fraction(1, OPUS_RATE)
+        return packet
 
 
 class FaceVideoTrack(_PacedTrack):
+    """The face, a frame when it changes (aiortc's VP8 encoder codes the difference)."""
+
     kind = "video"
     period = 1 / FPS
 
+    def __init__(self, voice: Voice):
+        super().__init__(voice)
+        self.shown = None
+        self.shown_at = 0
+
     async def recv(self) -> VideoFrame:
-        count = await self._tick()
-        mouth = min(MOUTH_LEVELS - 1, int(self.voice.level * 12 * MOUTH_LEVELS))
-        blink = (count % (4 * FPS)) == 0
-        frame = VideoFrame.from_ndarray(_faces()[(mouth, blink, self.voice.listening)], format="yuv420p")
+        while True:
+            count = await self._tick()
+            mouth = min(MOUTH_LEVELS - 1, int(self.voice.level * 12 * MOUTH_LEVELS))
+            blink = (count % (4 * FPS)) == 0
+            face = (mouth, blink, self.voice.listening)
+            if face != self.shown or (count - self.shown_at) * self.period >= STILL_SECONDS:
+                break
+        self.shown, self.shown_at = face, count
+        frame = VideoFrame.from_ndarray(_faces()[face], format="yuv420p")
         frame.pts = count * (90000 // FPS)
         frame.time_base = fractions.Fraction(1, 90000)
         return frame
@@ -143,32 +198,123 @@ def _draw(mouth: int, blink: bool, listening: bool) -> np.ndarray:
     return image
 
 
-async def synthesize(text: str) -> np.ndarray | None:
-    """Speech for `text` as mono 16-bit samples at RATE, or None when eSpeak NG is missing or fails."""
-    program = shutil.which("espeak-ng")
-    if program is None or not text.strip():
-        return None
-    process = await asyncio.create_subprocess_exec(
-        program,
-        "-v",
-        "en-us",
-        "-s",
-        "170",
-        "--stdout",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+# Speech: eSpeak NG is one instance per process with global settings, so one thread uses it.
+_speaker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="espeak")
+_lock = threading.Lock()
+_espeak = None
+_chunks: list[np.ndarray] = []
+_speaking_as: tuple[str, int] | None = None
+_deadline = 0.0
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_RATE_PARAMETER = 1
+_POS_CHARACTER, _CHARS_UTF8, _END_PAUSE = 1, 1, 0x1000
+
+
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+def _collect(wav, count, events):
+    if wav and count > 0:
+        _chunks.append(np.ctypeslib.as_array(wav, (count,)).copy())
+    return 1 if time.monotonic() > _deadline else 0  # 1 stops the synthesis
+
+
+def _library():
+    global _espeak
+    if _espeak is None:
+        library = ctypes.CDLL(espeakng_loader.get_library_path())
+        data = espeakng_loader.get_data_path().encode()
+        if library.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT) != RATE:
+            raise RuntimeError("eSpeak NG did not start")
+        library.espeak_SetSynthCallback(_collect)
+        _espeak = library
+    return _espeak
+
+
+def speech_samples(text: str, voice: str = VOICE, words_per_minute: int = WORDS_PER_MINUTE) -> np.ndarray:
+    """Speech for `text` as mono 16-bit samples at RATE (empty for blank text). Blocks: not for the loop."""
+    global _deadline, _speaking_as
+    data = text.encode()
+    with _lock:
+        library = _library()
+        if _speaking_as != (voice, words_per_minute):  # the library keeps one voice at a time
+            library.espeak_SetVoiceByName(voice.encode())
+            library.espeak_SetParameter(_RATE_PARAMETER, words_per_minute, 0)
+            _speaking_as = (voice, words_per_minute)
+        _chunks.clear()
+        _deadline = time.monotonic() + SYNTH_TIMEOUT_SECONDS
+        if data.strip():
+            flags = _CHARS_UTF8 | _END_PAUSE
+            library.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, _POS_CHARACTER, 0, flags, None, None)
+        if time.monotonic() > _deadline:
+            raise TimeoutError(f"eSpeak NG took longer than {SYNTH_TIMEOUT_SECONDS} s")
+        return np.concatenate(_chunks) if _chunks else np.zeros(0, dtype=np.int16)
+
+
+def write_wav(text: str, path) -> None:
+    """Write the avatar's voice saying `text` to a WAV file (mono, 16-bit, RATE), e.g. for a test's microphone."""
+    samples = speech_samples(text)
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(RATE)
+        writer.writeframes(samples.tobytes())
+
+
+def _opus_encoder():
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = OPUS_RATE
+    codec.layout = "mono"
+    codec.format = "s16"
+    codec.bit_rate = OPUS_BITRATE
+    codec.time_base = fractions.Fraction(1, OPUS_RATE)
+    codec.options = {
+        "application": "voip",
+        "frame_duration": str(round(PACKET_SECONDS * 1000)),
+        "compression_level": str(OPUS_COMPLEXITY),
+    }
+    return codec
+
+
+def encode(samples: np.ndarray) -> Utterance:
+    """Samples at RATE as Opus packets of PACKET_SECONDS, each with its loudness (0 to 1)."""
+    codec = _opus_encoder()
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=OPUS_RATE, frame_size=PACKET_SAMPLES)
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = RATE
+    frame.pts = 0
+    frame.time_base = fractions.Fraction(1, RATE)
+    packets = []
+    for resampled in resampler.resample(frame) + resampler.resample(None):
+        packets += codec.encode(resampled)
+    packets += codec.encode(None)
+    span = round(RATE * PACKET_SECONDS)
+    levels = [
+        float(np.sqrt(np.mean(samples[i * span : (i + 1) * span].astype(np.float32) ** 2))) / 32768
+        if i * span < len(samples)
+        else 0.0
+        for i in range(len(packets))
+    ]
+    return Utterance([bytes(p) for p in packets], levels)
+
+
+_SILENCE: list[bytes] = []
+
+
+def _silence() -> bytes:
+    if not _SILENCE:
+        _SILENCE.extend(encode(np.zeros(round(RATE * PACKET_SECONDS), dtype=np.int16)).packets[-1:])
+    return _SILENCE[0]
+
+
+def _utterance(text: str) -> Utterance | None:
     try:
-        wav, _ = await asyncio.wait_for(process.communicate(text.encode()), SYNTH_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        logger.warning("espeak-ng took longer than %s s; the avatar speaks in silence", SYNTH_TIMEOUT_SECONDS)
+        samples = speech_samples(text)
+    except TimeoutError as error:
+        logger.warning("%s; the avatar speaks in silence", error)
         return None
-    try:
-        with wave.open(io.BytesIO(wav)) as reader:
-            return np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
-    except (wave.Error, EOFError):
-        logger.warning("espeak-ng gave no usable audio; the avatar speaks in silence")
-        return None
+    return encode(samples) if len(samples) else None
+
+
+async def synthesize(text: str) -> Utterance | None:
+    """Speech for `text`, encoded, or None for blank text (or one too long to say); made off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_speaker, _utterance, text)

@@ -30,7 +30,7 @@ from livekit.protocol import models, rtc
 
 from . import agent
 from .hearing import Heard, Hearing, load_recogniser, recognise
-from .media import RATE, SIZE, FaceVideoTrack, SpeechAudioTrack, Voice, synthesize
+from .media import SIZE, FaceVideoTrack, SpeechAudioTrack, Voice, synthesize
 from .models import EmulatedSession
 
 logger = logging.getLogger(__name__)
@@ -575,12 +575,12 @@ class Room:
     async def _speak(self, speech: dict):
         source = speech["source"]
         words = speech["text"].split()
-        samples = await synthesize(speech["text"])
+        utterance = await synthesize(speech["text"])
         # Words are paced over the length of the speech, sped up like every emulated time.
-        per_word = len(samples) / RATE / len(words) if samples is not None and words else agent.SECONDS_PER_WORD
+        per_word = utterance.seconds / len(words) if utterance and words else agent.SECONDS_PER_WORD
         await self.emit("avatar.transcription", source, text=speech["text"])
         await self.emit("avatar.speak_started", source)
-        self.voice.say(samples)
+        self.voice.say(utterance)
         try:
             for word in words:
                 await self._pause(per_word)

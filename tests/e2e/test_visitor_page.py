@@ -116,6 +116,11 @@ def test_it_holds_a_whole_conversation(any_start_server, launch):
     # The quality livekit-client reports from the room's ConnectionQualityUpdate.
     expect(page.locator("#quality")).to_have_text("Connection: excellent")
     wait_avatar_quiet(page)
+    # A still face is sent only now and then: the video keeps playing and presents it again.
+    page.wait_for_function(
+        "() => new Promise((done) => { const video = document.querySelector('#video video');"
+        " video.requestVideoFrameCallback(() => done(!video.paused)); })"
+    )
 
     page.get_by_label("Message").fill("What are your hours?")
     page.get_by_role("button", name="Send").click()
