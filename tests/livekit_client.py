@@ -20,8 +20,12 @@ ORIGIN = [(b"origin", b"http://127.0.0.1")]
 TIMEOUT = 5
 
 
-def join_path(livekit_url: str, token: str, offer_sdp: str = "", offer_id: int = 1) -> str:
-    join = rtc.JoinRequest(publisher_offer=rtc.SessionDescription(type="offer", sdp=offer_sdp, id=offer_id))
+def join_path(livekit_url: str, token: str, offer_sdp: str = "", offer_id: int = 1, reconnect_sid: str = "") -> str:
+    """The v1 join; with `reconnect_sid`, the resume of that participant (no offer, as livekit-client sends it)."""
+    if reconnect_sid:
+        join = rtc.JoinRequest(reconnect=True, participant_sid=reconnect_sid)
+    else:
+        join = rtc.JoinRequest(publisher_offer=rtc.SessionDescription(type="offer", sdp=offer_sdp, id=offer_id))
     wrapped = rtc.WrappedJoinRequest(join_request=join.SerializeToString())
     query = urlencode(
         {

@@ -11,6 +11,7 @@ or when the room's own timer finds a deadline passed; then everything the room m
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import secrets
@@ -43,6 +44,10 @@ PING_TIMEOUT_SECONDS = 15
 AGENT_JOIN_SECONDS = 0.3
 # How long a room waits for a visitor whose signal socket dropped to come back.
 REJOIN_SECONDS = 20
+# A full rejoin re-sends what the old connection carried this long before its loss was seen: the
+# page may have closed it unread (a dead network is noticed only after the ping timeout). The page
+# drops a repeated event_id.
+REPLAY_SECONDS = PING_TIMEOUT_SECONDS
 # How long an ended room waits for the visitor to leave by itself before it sends a leave.
 LEAVE_GRACE_SECONDS = 2.0
 # How often, at most, the room re-reads its session: a stop may come from a process it cannot hear.
@@ -97,6 +102,7 @@ class Visitor:
         self.channel = None
         self.tracks = {}  # TR_sid -> TrackInfo the visitor published (its microphone)
         self.media_sids = {}  # aiortc track id -> TR_sid of heygen's tracks sent to this visitor
+        self.sent = collections.deque()  # (monotonic time, data packet) sent in the last REPLAY_SECONDS
 
     def info(self) -> models.ParticipantInfo:
         return models.ParticipantInfo(
@@ -379,6 +385,11 @@ class Room:
         """The visitor's socket closed without a leave: wait a while for it to come back."""
         if self.visitor and self.visitor.signal is signal:
             self.visitor.signal = None
+            # The client rejoins on a new peer connection: from now on events wait in the outbox,
+            # after those the old connection may have lost.
+            self.visitor.channel = None
+            self.outbox[:0] = [packet for _, packet in self._recently_sent(self.visitor)]
+            self.visitor.sent.clear()
             self.visitor_gone.set()
             if not self.ended:
                 self.rejoin_timer = self._spawn(self._close_unless_rejoined())
@@ -437,9 +448,20 @@ class Room:
         self._flush()
 
     def _flush(self):
-        channel = self.visitor and self.visitor.channel
+        visitor = self.visitor
+        channel = visitor and visitor.channel
         while self.outbox and channel and channel.readyState == "open":
-            channel.send(self.outbox.pop(0))
+            packet = self.outbox.pop(0)
+            channel.send(packet)
+            visitor.sent.append((time.monotonic(), packet))
+        if visitor:
+            self._recently_sent(visitor)
+
+    @staticmethod
+    def _recently_sent(visitor: Visitor) -> collections.deque:
+        while visitor.sent and visitor.sent[0][0] < time.monotonic() - REPLAY_SECONDS:
+            visitor.sent.popleft()
+        return visitor.sent
 
     # Commands (agent-control)
 

@@ -61,14 +61,12 @@ class SignalConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         if session.status != EmulatedSession.STARTED:
-            await self.send_signal(
-                rtc.SignalResponse(
-                    leave=rtc.LeaveRequest(
-                        action=rtc.LeaveRequest.Action.DISCONNECT, reason=models.DisconnectReason.ROOM_DELETED
-                    )
-                )
-            )
-            await self.close()
+            await self.leave(rtc.LeaveRequest.Action.DISCONNECT, models.DisconnectReason.ROOM_DELETED)
+            return
+        if request.reconnect:
+            # A resume needs an ICE restart, which aiortc cannot do: this leave makes livekit-client
+            # restart the connection, a full join on a new peer connection.
+            await self.leave(rtc.LeaveRequest.Action.RECONNECT, models.DisconnectReason.STATE_MISMATCH)
             return
         self.room = Room.for_session(session)
         await self.channel_layer.group_add(room_group(self.room.sid), self.channel_name)
@@ -87,6 +85,10 @@ class SignalConsumer(AsyncWebsocketConsumer):
         except Exception:  # noqa: BLE001 (protobuf's DecodeError)
             return
         await self.room.signal_request(self, request)
+
+    async def leave(self, action, reason):
+        await self.send_signal(rtc.SignalResponse(leave=rtc.LeaveRequest(action=action, reason=reason)))
+        await self.close()
 
     async def send_signal(self, response: rtc.SignalResponse):
         await self.send(bytes_data=response.SerializeToString())
