@@ -7,7 +7,6 @@ app_name = "sessions_app"
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("healthz", views.healthz, name="healthz"),
     path("robots.txt", TemplateView.as_view(template_name="robots.txt", content_type="text/plain")),
     path("favicon.ico", views.favicon),
     path("sessions/new", views.new_session, name="new_session"),

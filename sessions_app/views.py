@@ -1,13 +1,9 @@
-import asyncio
 import json
 import secrets
 from urllib.parse import urlsplit
 
-from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db import connection
 from django.http import JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -24,10 +20,6 @@ from . import credentials, dashboard, feed, ingest, lifecycle
 from .liveavatar import LiveAvatarError
 from .minting import visitor_config
 from .models import AvatarSession
-
-# Seconds the health check waits for a channel-layer round trip.
-HEALTH_LAYER_TIMEOUT = 2.0
-
 
 # Anonymous visitors are known by a random id in a signed cookie, not by a Django session: a session
 # would cost a database INSERT (and an UPDATE) on every first visit just to obtain a key. Staff still
@@ -86,39 +78,6 @@ async def new_session(request):
     visitor_key, new = _visitor_key(request)
     config, status = await visitor_config(request, visitor_key, auto_start=True)
     return _remember_visitor(JsonResponse(config, status=status), visitor_key, new)
-
-
-# Health probes: whatever the failure (refused, timeout, misconfigured), the part is down.
-def _database_ok() -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return True
-    except Exception:
-        return False
-
-
-async def _channel_layer_ok() -> bool:
-    try:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), HEALTH_LAYER_TIMEOUT)
-        await asyncio.wait_for(layer.receive(channel), HEALTH_LAYER_TIMEOUT)
-        return True
-    except Exception:
-        return False
-
-
-@require_safe  # load balancers and uptime checks often probe with HEAD
-async def healthz(request):
-    database = await sync_to_async(_database_ok)()
-    layer = await _channel_layer_ok()
-    body = {
-        "database": "ok" if database else "down",
-        "channel_layer": "ok" if layer else "down",
-        "liveavatar": "emulator" if settings.LIVEAVATAR_EMULATOR else "real",
-    }
-    return JsonResponse(body, status=200 if database and layer else 503)
 
 
 # Event beacon and staff dashboard.

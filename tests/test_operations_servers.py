@@ -5,6 +5,7 @@ down while liveness stays up."""
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -177,3 +178,16 @@ def test_readiness_names_a_redis_that_is_down_while_liveness_stays_up(make_daphn
     while httpx.get(f"{server.url}/healthz/ready", timeout=10).status_code != 200:
         assert time.monotonic() < deadline, "readiness did not come back with Redis"
         time.sleep(0.5)
+
+
+def test_readiness_reports_liveavatar_down_without_taking_the_process_out(make_daphne_server):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening: refused
+        server = make_daphne_server(env={"LIVEAVATAR_EMULATOR_URL": nobody})
+        ready = httpx.get(f"{server.url}/healthz/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "degraded" and body["database"]["status"] == body["channel_layer"]["status"] == "ok"
+    assert body["liveavatar"]["status"] == "down"
+    assert body["liveavatar"]["detail"].startswith("LiveAvatar emulator unreachable")
