@@ -14,7 +14,7 @@ from avatar_site.asgi import application
 from sessions_app.emulator import agent
 from sessions_app.emulator.room import rooms
 from sessions_app.liveavatar import get_client
-from tests.livekit_client import ORIGIN, TestClient, join_path
+from tests.livekit_client import ORIGIN, LegacyTestClient, TestClient, join_path
 
 FULL = {"mode": "FULL", "avatar_id": "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a", "avatar_persona": {"language": "en"}}
 
@@ -196,7 +196,8 @@ async def test_it_refuses_a_bad_token_and_says_why():
         valid = await http.get(
             "/liveavatar-emulator/rtc/v1/validate", params={"access_token": started["livekit_client_token"]}
         )
-    assert refused.status_code == 401 and valid.status_code == 200
+        legacy = await http.get("/liveavatar-emulator/rtc/validate", params={"access_token": forged})
+    assert refused.status_code == 401 and valid.status_code == 200 and legacy.status_code == 401
 
 
 async def test_it_says_session_stopped_then_leaves_with_a_reason_and_tears_down():
@@ -306,3 +307,31 @@ async def test_a_dropped_signal_socket_makes_the_client_rejoin_and_loses_no_even
     assert (await rejoined.events_until("avatar.speak_ended"))[0]["text"] == "still here"
     await room.close()
     await rejoined.close()
+
+
+async def test_older_clients_join_on_two_peer_connections():
+    _, token, started = await started_session()
+    room = LegacyTestClient(started)
+    joined, offer = await room.connect()
+    assert joined.subscriber_primary and joined.participant.identity.startswith("visitor-")
+    (avatar,) = joined.other_participants
+    # The room's offer carries heygen's tracks, named as for v1 clients.
+    assert set(offer.mid_to_track_id.values()) == {t.sid for t in avatar.tracks}
+    for track in avatar.tracks:
+        assert f"a=msid:{avatar.sid}|{track.sid} {track.sid}" in offer.sdp
+    update = await room.next_signal("update")
+    assert update.participants[0].identity == f"liveavatar-agent-{token['session_id']}"
+    # The room speaks on the subscriber connection; commands come on the publisher connection.
+    assert (await room.events_until("avatar.speak_ended"))[0]["text"] == agent.CONTEXTS[0]["opening_text"]
+    event_id = await room.command("avatar.speak_text", text="two connections")
+    events = await room.events_until("avatar.speak_ended")
+    assert events[0]["text"] == "two connections" and {e["source_event_id"] for e in events} == {event_id}
+    assert {t.kind for t in room.tracks} == {"audio", "video"}
+    frame = await asyncio.wait_for(next(t for t in room.tracks if t.kind == "video").recv(), 5)
+    assert frame.width > 0
+    server_room = rooms[token["session_id"]]
+    pcs = (server_room.visitor.pc, server_room.visitor.subscriber)
+    await room.send_signal(leave=rtc.LeaveRequest(reason=models.DisconnectReason.CLIENT_INITIATED))
+    await room.next_signal("closed")
+    assert token["session_id"] not in rooms and {pc.connectionState for pc in pcs} == {"closed"}
+    await room.close()

@@ -98,8 +98,9 @@ class Visitor:
         self.name = name
         self.sid = _sid("PA")
         self.signal = signal  # the SignalConsumer, None while the socket is down
-        self.pc = None
-        self.channel = None
+        self.pc = None  # the connection the visitor offers on (its publisher)
+        self.subscriber = None  # legacy signaling only: the connection the room offers on
+        self.channel = None  # where the room's data packets go
         self.tracks = {}  # TR_sid -> TrackInfo the visitor published (its microphone)
         self.media_sids = {}  # aiortc track id -> TR_sid of heygen's tracks sent to this visitor
         self.sent = collections.deque()  # (monotonic time, data packet) sent in the last REPLAY_SECONDS
@@ -200,8 +201,12 @@ class Room:
             joined_at=int(time.time()),
         )
 
-    async def join(self, signal, identity: str, name: str, request: rtc.JoinRequest):
-        """A visitor joins (or rejoins after a lost socket): JoinResponse, then the answer to its offer."""
+    async def join(self, signal, identity: str, name: str, request: rtc.JoinRequest, subscriber_primary: bool = False):
+        """A visitor joins (or rejoins after a lost socket): JoinResponse, then the answer to its offer.
+
+        With `subscriber_primary` (the legacy two-connection signaling) the room sends the avatar's
+        tracks and its data on a second connection that it offers itself.
+        """
         if self.rejoin_timer:
             self.rejoin_timer.cancel()
             self.rejoin_timer = None
@@ -219,6 +224,8 @@ class Room:
             await self._close_transport(previous)
         visitor = self.visitor = Visitor(identity, name, signal)
         visitor.pc = RTCPeerConnection()
+        if subscriber_primary:
+            visitor.subscriber = RTCPeerConnection()
         self._watch(visitor)
         others = [self._avatar_info()] + ([self._agent_info()] if self.agent_joined else [])
         await self.send_signal(
@@ -231,7 +238,7 @@ class Room:
                     server_info=models.ServerInfo(
                         edition=models.ServerInfo.Edition.Standard, version=SERVER_VERSION, protocol=16
                     ),
-                    subscriber_primary=False,
+                    subscriber_primary=subscriber_primary,
                     ping_interval=PING_INTERVAL_SECONDS,
                     ping_timeout=PING_TIMEOUT_SECONDS,
                     # aiortc cannot restart ICE: a lost socket means a full rejoin, not a resume.
@@ -241,6 +248,8 @@ class Room:
                 )
             )
         )
+        if visitor.subscriber:
+            await self._offer_subscriber(visitor)
         if request.HasField("publisher_offer"):
             await self.answer(request.publisher_offer, add_media=True)
         await self._send_quality()
@@ -258,23 +267,29 @@ class Room:
                 if isinstance(message, bytes) and visitor is self.visitor:
                     self.inbox.put_nowait((visitor, message))
 
-            def opened():
-                if visitor is not self.visitor:
-                    return
-                visitor.channel = channel
-                self._flush()
-                if not self.agent_joined:
-                    self._spawn(self._agent_joins())
-
-            if channel.readyState == "open":
-                opened()
-            else:
-                channel.on("open", opened)
+            if not visitor.subscriber:  # one connection: the visitor's channel carries both ways
+                self._when_open(visitor, channel)
 
         @pc.on("track")
         def on_track(track):
             # The microphone: read, so aiortc's queue of decoded frames does not grow.
             self._spawn(self._drain(track))
+
+    def _when_open(self, visitor: Visitor, channel):
+        """The room's data packets go on this channel once it opens; the agent then joins."""
+
+        def opened():
+            if visitor is not self.visitor:
+                return
+            visitor.channel = channel
+            self._flush()
+            if not self.agent_joined:
+                self._spawn(self._agent_joins())
+
+        if channel.readyState == "open":
+            opened()
+        else:
+            channel.on("open", opened)
 
     async def _agent_joins(self):
         await self._pause(AGENT_JOIN_SECONDS)
@@ -296,13 +311,35 @@ class Room:
         pc = visitor.pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
         if add_media:
-            for track, sid in (
-                (FaceVideoTrack(self.voice), self.video_sid),
-                (SpeechAudioTrack(self.voice), self.audio_sid),
-            ):
-                pc.addTrack(track)
-                visitor.media_sids[track.id] = sid
+            self._add_media(visitor, pc)
         await pc.setLocalDescription(await pc.createAnswer())
+        sdp, mids = self._local_description(visitor, pc)
+        await self.send_signal(
+            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id, mid_to_track_id=mids))
+        )
+
+    async def _offer_subscriber(self, visitor: Visitor):
+        """Legacy signaling: the room offers the avatar's tracks and its data channels."""
+        pc = visitor.subscriber
+        self._when_open(visitor, pc.createDataChannel("_reliable"))
+        pc.createDataChannel("_lossy", ordered=False, maxRetransmits=0)
+        self._add_media(visitor, pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp, mids = self._local_description(visitor, pc)
+        await self.send_signal(
+            rtc.SignalResponse(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=1, mid_to_track_id=mids))
+        )
+
+    def _add_media(self, visitor: Visitor, pc: RTCPeerConnection):
+        for track, sid in (
+            (FaceVideoTrack(self.voice), self.video_sid),
+            (SpeechAudioTrack(self.voice), self.audio_sid),
+        ):
+            pc.addTrack(track)
+            visitor.media_sids[track.id] = sid
+
+    def _local_description(self, visitor: Visitor, pc: RTCPeerConnection) -> tuple[str, dict]:
+        """The local SDP with heygen's tracks named as livekit-client wants them, and their mids."""
         sdp = pc.localDescription.sdp
         mids = {}
         for transceiver in pc.getTransceivers():
@@ -312,9 +349,7 @@ class Room:
                 mids[transceiver.mid] = sid
                 # livekit-client takes the publisher's sid from the msid's stream part.
                 sdp = _replace_msid(sdp, track.id, f"{self.avatar_sid}|{sid} {sid}")
-        await self.send_signal(
-            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id, mid_to_track_id=mids))
-        )
+        return sdp, mids
 
     async def _send_quality(self):
         if self.visitor:
@@ -339,8 +374,11 @@ class Room:
         kind = request.WhichOneof("message")
         if kind == "offer":
             await self.answer(request.offer)
+        elif kind == "answer" and visitor.subscriber:
+            await visitor.subscriber.setRemoteDescription(RTCSessionDescription(sdp=request.answer.sdp, type="answer"))
         elif kind == "trickle":
-            await self._add_candidate(visitor, request.trickle.candidateInit)
+            subscriber = request.trickle.target == rtc.SignalTarget.SUBSCRIBER and visitor.subscriber
+            await self._add_candidate(subscriber or visitor.pc, request.trickle.candidateInit)
         elif kind == "add_track":
             track = models.TrackInfo(
                 sid=_sid("TR"),
@@ -368,7 +406,7 @@ class Room:
             await self.close(reason="visitor left")
         # subscription, track_setting, sync_state, update_layers...: nothing to do here.
 
-    async def _add_candidate(self, visitor: Visitor, candidate_init: str):
+    async def _add_candidate(self, pc: RTCPeerConnection, candidate_init: str):
         try:
             init = json.loads(candidate_init)
             line = init.get("candidate", "")
@@ -377,7 +415,7 @@ class Room:
             candidate = candidate_from_sdp(line.split(":", 1)[1] if line.startswith("candidate:") else line)
             candidate.sdpMid = init.get("sdpMid")
             candidate.sdpMLineIndex = init.get("sdpMLineIndex")
-            await visitor.pc.addIceCandidate(candidate)
+            await pc.addIceCandidate(candidate)
         except (ValueError, KeyError, IndexError, AttributeError):
             logger.info("ignored an ICE candidate the emulator could not read")
 
@@ -650,11 +688,12 @@ class Room:
         logger.info("emulated room %s closed: %s", self.sid, reason)
 
     async def _close_transport(self, visitor: Visitor):
-        if visitor.pc:
-            for sender in visitor.pc.getSenders():
-                if sender.track:
-                    sender.track.stop()
-            await visitor.pc.close()
+        for pc in (visitor.pc, visitor.subscriber):
+            if pc:
+                for sender in pc.getSenders():
+                    if sender.track:
+                        sender.track.stop()
+                await pc.close()
         visitor.channel = None
 
 
