@@ -2,10 +2,11 @@
 
 One `Room` per started session lives in this process while a visitor is in it (`rooms`). The
 visitor's browser reaches it through the signaling consumer (signaling.py) and one aiortc peer
-connection: `heygen` publishes the drawn face and its voice (media.py), data packets carry the
-FULL-mode commands (agent-control) and events (agent-response) of API.md §3.3-3.4. The session ends
-(session.stopped, then a server leave) when its REST stop arrives through the channel-layer group,
-or when the room's own timer finds a deadline passed; then everything the room made is torn down.
+connection (two on the legacy path: the room offers the second): `heygen` publishes the drawn face
+and its voice (media.py), data packets carry the FULL-mode commands (agent-control) and events
+(agent-response) of API.md §3.3-3.4. The session ends (session.stopped, then a server leave) when
+its REST stop arrives through the channel-layer group, or when the room's own timer finds a
+deadline passed; then everything the room made is torn down.
 """
 
 from __future__ import annotations
