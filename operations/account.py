@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app import liveavatar
-from sessions_app.models import AvatarSession, SessionStatus
+from sessions_app.models import IN_CONVERSATION, AvatarSession
 
 from . import metrics
 from .models import LiveAvatarFailure
@@ -62,7 +62,7 @@ async def credits(max_age: float | None = None, *, timeout: float | None = None)
 def _billed_minutes(since: datetime, now: datetime) -> float:
     """Minutes of non-sandbox conversation between `since` and `now` (sessions still live count to now)."""
     sessions = AvatarSession.objects.filter(started_at__isnull=False, is_sandbox=False).filter(
-        Q(ended_at__isnull=True, status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE)) | Q(ended_at__gt=since)
+        Q(ended_at__isnull=True, status__in=IN_CONVERSATION) | Q(ended_at__gt=since)
     )
     seconds = 0.0
     for started, ended in sessions.values_list("started_at", "ended_at"):

@@ -11,11 +11,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, mult
 from prometheus_client.core import GaugeMetricFamily
 
 from profiles.models import AvatarProfile
-from sessions_app.models import AvatarSession, SessionStatus
+from sessions_app.models import LIVE_STATUSES, AvatarSession
 
 from .metrics import multiprocess_dir
 
-LIVE_STATUSES = (SessionStatus.CREATED, SessionStatus.STARTED, SessionStatus.ACTIVE)
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
@@ -29,7 +28,7 @@ class LiveSessions:
         )
         counts = {
             (slug or "", status): n
-            for slug, status, n in AvatarSession.objects.filter(status__in=LIVE_STATUSES)
+            for slug, status, n in AvatarSession.objects.live()
             .order_by()
             .values_list("profile__slug", "status")
             .annotate(Count("id"))

@@ -12,7 +12,7 @@ from django_tasks_db.models import DBTaskResult
 
 from profiles.models import AvatarProfile
 from sessions_app import liveavatar
-from sessions_app.models import LIVE_STATUSES, AvatarSession
+from sessions_app.models import AvatarSession
 
 from .models import SessionRedactions, purge_at
 from .redaction import count_placeholders
@@ -55,7 +55,7 @@ def purge(now) -> int:
         return 0
     due = (
         AvatarSession.objects.filter(created_at__lt=now - timedelta(days=min(periods)))
-        .exclude(status__in=LIVE_STATUSES)
+        .finished()
         .select_related("profile")
     )
     purged = 0

@@ -23,19 +23,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.formats import time_format
 
-from sessions_app.models import LIVE_STATUSES, AvatarSession, SessionStatus
+from sessions_app.models import LIVE_STATUSES, AvatarSession, EndReason, SessionStatus
 
 from .models import AvatarProfile
 
 log = logging.getLogger(__name__)
 
-BUDGET_EXCEEDED = "BUDGET_EXCEEDED"  # our end reason for a session the server stopped for its budget
-NOT_STARTED_IN_TIME = "NOT_STARTED_IN_TIME"  # our end reason for a token voided after the start hold
 # What LiveAvatar is told when the server stops a session for its budget (SessionEndReasonEnum).
 STOP_REASON = "MAX_DURATION_REACHED"
 # LiveAvatar ends a session at its max_session_duration itself; the server steps in after this.
 OVERRUN_GRACE_SECONDS = 30
-RUNNING = (SessionStatus.STARTED, SessionStatus.ACTIVE)
 
 
 class BudgetExceeded(Exception):
@@ -91,7 +88,7 @@ def _total(sessions, now, day_start, *, reserved: bool) -> float:
 
 
 def _live(sessions) -> int:
-    return sessions.filter(status__in=LIVE_STATUSES).count()
+    return sessions.live().count()
 
 
 def usage(profile: AvatarProfile, now: datetime | None = None) -> Usage:
@@ -132,7 +129,7 @@ def _renewal(now: datetime) -> tuple[str, int]:
 def _place_frees(sessions, now: datetime) -> tuple[str, int]:
     """When the first of these live sessions must end at the latest."""
     ends = []
-    for session in sessions.filter(status__in=LIVE_STATUSES):
+    for session in sessions.live():
         if session.status == SessionStatus.CREATED:
             ends.append(session.created_at + timedelta(seconds=settings.BUDGET_START_HOLD_SECONDS))
         else:
@@ -154,14 +151,9 @@ def _minutes(n: int) -> str:
 
 def _void_unstarted(sessions, now: datetime) -> list[AvatarSession]:
     """Tokens minted but not started within the hold: expired here, to be stopped at LiveAvatar."""
-    stale = list(
-        sessions.select_for_update().filter(
-            status=SessionStatus.CREATED,
-            created_at__lt=now - timedelta(seconds=settings.BUDGET_START_HOLD_SECONDS),
-        )
-    )
+    stale = list(sessions.select_for_update().expired(now, settings.BUDGET_START_HOLD_SECONDS))
     for session in stale:
-        session.status, session.ended_at, session.end_reason = SessionStatus.EXPIRED, now, NOT_STARTED_IN_TIME
+        session.move_to(SessionStatus.EXPIRED, now, EndReason.NOT_STARTED_IN_TIME)
         session.save(update_fields=["status", "ended_at", "end_reason"])
     return stale
 
@@ -249,7 +241,7 @@ def over_budget(now: datetime | None = None) -> list[AvatarSession]:
     """Running sessions past their own max_session_duration, or past their profile's or visitor's minutes."""
     now = now or timezone.now()
     day_start = _day_start(now)
-    running = list(AvatarSession.objects.filter(status__in=RUNNING, started_at__isnull=False).select_related("profile"))
+    running = list(AvatarSession.objects.in_feed().filter(started_at__isnull=False).select_related("profile"))
     used: dict = {}
 
     def spent(key, sessions) -> float:

@@ -9,11 +9,7 @@ from django.db import IntegrityError, models
 from django.utils import timezone
 
 from privacy import redaction
-
-
-class Interactivity(models.TextChoices):
-    CONVERSATIONAL = "CONVERSATIONAL", "Conversational (the avatar listens all the time)"
-    PUSH_TO_TALK = "PUSH_TO_TALK", "Push to talk"
+from sessions_app.models import Interactivity
 
 
 class VideoQuality(models.TextChoices):

@@ -15,17 +15,18 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.cache import cache
-from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
+from ninja.responses import NinjaJSONEncoder
 
 from privacy.models import purge_date
 
 from . import lifecycle, liveavatar, transcript
 from .exports import as_text
 from .liveavatar import LiveAvatarError
-from .models import LIVE_STATUSES, NEVER_STARTED, ApiKey, AvatarSession, EndReason
+from .models import NEVER_STARTED, ApiKey, AvatarSession, EndReason
+from .schemas import SessionRecordOut
 
 log = logging.getLogger(__name__)
 
@@ -266,55 +267,10 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     @admin.action(description="Export selected sessions as JSON (transcript and events)")
     def export_json(self, request, queryset):
         sessions = self._with_records(queryset)
-        data = [
-            {
-                "id": s.id,
-                "liveavatar_session_id": s.liveavatar_session_id,
-                "status": s.status,
-                "end_reason": s.end_reason,
-                "ended_by": s.ended_by,
-                "error": s.error,
-                "profile": s.profile.slug if s.profile else None,
-                "avatar_id": s.avatar_id,
-                "created_at": s.created_at,
-                "started_at": s.started_at,
-                "ended_at": s.ended_at,
-                "duration_seconds": s.duration_seconds,
-                "turn_count": s.turn_count,
-                "interruption_count": s.interruption_count,
-                "median_latency_ms": s.median_latency_ms,
-                "avatar_speaking_ms": s.avatar_speaking_ms,
-                "transcript": [
-                    {
-                        "position": e.position,
-                        "speaker": e.speaker,
-                        "text": e.text,
-                        "started_at": e.started_at,
-                        "ended_at": e.ended_at,
-                        "interrupted": e.interrupted,
-                        "from_chunks": e.from_chunks,
-                        "origin": e.origin,
-                        "sent_by": e.sent_by,
-                        "latency_ms": e.latency_ms,
-                    }
-                    for e in s.transcript.all()
-                ],
-                "events": [
-                    {
-                        "seq": e.seq,
-                        "source": e.source,
-                        "client_ts": e.client_ts,
-                        "received_at": e.received_at,
-                        "clock_skewed": e.clock_skewed,
-                        "event": e.payload,
-                    }
-                    for e in s.events.all()
-                ],
-            }
-            for s in sessions
-        ]
+        data = [SessionRecordOut.model_validate(s).model_dump() for s in sessions]
         return _download(
-            json.dumps({"sessions": data}, cls=DjangoJSONEncoder, indent=2),
+            # Written as the REST API writes it (times to the millisecond).
+            json.dumps({"sessions": data}, cls=NinjaJSONEncoder, indent=2),
             "application/json",
             _export_name(sessions, "json"),
         )
@@ -378,7 +334,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     @admin.action(description="End selected live sessions (stop at LiveAvatar)")
     def end_live_session(self, request, queryset):
         ended = 0
-        for session in queryset.filter(status__in=LIVE_STATUSES):
+        for session in queryset.live():
             try:
                 async_to_sync(lifecycle.stop_session)(
                     session, "USER_CLOSED", EndReason.STAFF_ENDED, ended_by=f"staff:{request.user.get_username()}"

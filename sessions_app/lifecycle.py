@@ -1,9 +1,8 @@
-"""The session status machine, and what the server does on its own: stop, reconcile, reap orphans.
+"""What moves a session's status, and what the server does on its own: stop, reconcile, reap orphans.
 
-Status moves created → started → active → ended | failed (models.TRANSITIONS); a token never started
-becomes expired. Forwarded events drive it (ingest calls `apply_events`), the server drives it when it
-stops a session itself. Illegal moves are logged and ignored: a late or repeated event never crashes
-the ingest and never reopens an ended session.
+Status moves created → started → active → ended | failed (AvatarSession.move_to); a token never
+started becomes expired. Forwarded events drive it (ingest calls `apply_events`), the server drives it
+when it stops a session itself.
 """
 
 import asyncio
@@ -14,7 +13,6 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from operations import metrics
@@ -23,8 +21,6 @@ from profiles import budgets
 
 from . import background, feed, liveavatar, signals, transcript
 from .models import (
-    LIVE_STATUSES,
-    TRANSITIONS,
     AvatarSession,
     EndReason,
     SessionStatus,
@@ -56,25 +52,6 @@ def target_of(item: dict) -> tuple[str, str, str] | None:
     return None
 
 
-def transition(session: AvatarSession, status: str, at: datetime, reason: str = "", error: str = "") -> bool:
-    """Move the (unsaved) session to status if the machine allows it; True when it moved."""
-    if status == session.status:
-        return False
-    if status not in TRANSITIONS[session.status]:
-        log.info("session %s: ignored %s → %s (%s)", session.id, session.status, status, reason or "no reason")
-        return False
-    previous, session.status = session.status, status
-    if status in (SessionStatus.STARTED, SessionStatus.ACTIVE):
-        session.started_at = session.started_at or at
-    else:
-        session.ended_at = at
-        # A reason claimed by whoever is stopping it (stop_session) wins over the stop's own echo.
-        session.end_reason = session.end_reason or reason
-        session.error = error or session.error
-    signals.status_changed.send(sender=AvatarSession, session=session, previous=previous)
-    return True
-
-
 def apply_events(session: AvatarSession, items: list[dict], received_at: datetime) -> None:
     """Apply newly stored events (in seq order) to the unsaved session.
 
@@ -83,25 +60,21 @@ def apply_events(session: AvatarSession, items: list[dict], received_at: datetim
     for item in sorted(items, key=lambda i: i["seq"]):
         target = target_of(item)
         if target:
-            transition(session, target[0], received_at, *target[1:])
+            session.move_to(target[0], received_at, *target[1:])
 
 
 def _claim_end(session_id, end_reason: str, ended_by: str) -> None:
-    AvatarSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(
-        end_reason=end_reason, ended_by=ended_by
-    )
+    AvatarSession.objects.live().filter(pk=session_id).update(end_reason=end_reason, ended_by=ended_by)
 
 
 def _drop_claim(session_id, end_reason: str) -> None:
-    AvatarSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES, end_reason=end_reason).update(
-        end_reason="", ended_by=""
-    )
+    AvatarSession.objects.live().filter(pk=session_id, end_reason=end_reason).update(end_reason="", ended_by="")
 
 
 def _end(session_id, reason: str, status: str = SessionStatus.ENDED) -> AvatarSession:
     with transaction.atomic():
         session = AvatarSession.objects.select_for_update().get(pk=session_id)
-        transition(session, status, timezone.now(), reason)
+        session.move_to(status, timezone.now(), reason)
         session.start_token = ""  # a token never used for a start is of no use any more
         session.save()
     return session
@@ -265,20 +238,8 @@ async def reconcile(session: AvatarSession) -> int:
 
 
 def _due(now: datetime) -> tuple[list, list, list]:
-    grace = now - timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
-    # A live page forwards a keep-alive event every 60 s, so a socket silent for three grace
-    # periods is one whose Daphne process died without decrementing open_connections.
-    no_socket = Q(open_connections__lte=0) | Q(last_event_at__lt=now - 3 * (now - grace))
-    # A started session that never forwarded an event (page died at once) is judged by its start time.
-    silent = Q(last_event_at__lt=grace) | Q(last_event_at__isnull=True, started_at__lt=grace)
-    orphans = list(
-        AvatarSession.objects.filter(no_socket, silent, status__in=(SessionStatus.STARTED, SessionStatus.ACTIVE))
-    )
-    expired = list(
-        AvatarSession.objects.filter(
-            status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=settings.TOKEN_EXPIRY_SECONDS)
-        )
-    )
+    orphans = list(AvatarSession.objects.orphaned(now))
+    expired = list(AvatarSession.objects.expired(now))
     unreconciled = list(
         AvatarSession.objects.filter(
             status=SessionStatus.ENDED, reconciled_at__isnull=True, liveavatar_session_id__isnull=False
@@ -305,7 +266,7 @@ async def reap_orphans(now: datetime | None = None) -> dict:
     counts = {"over_budget": 0, "orphaned": 0, "expired": 0, "purged": 0, "reconciled": 0, "failed": 0}
     for session in await database_sync_to_async(budgets.over_budget)(now):
         try:
-            await stop_session(session, reason=budgets.STOP_REASON, end_reason=budgets.BUDGET_EXCEEDED)
+            await stop_session(session, reason=budgets.STOP_REASON, end_reason=EndReason.BUDGET_EXCEEDED)
             counts["over_budget"] += 1
         except liveavatar.LiveAvatarError as exc:
             log.warning("could not stop session %s over its budget: %s", session.id, exc)

@@ -1,11 +1,19 @@
 """What the product stores: avatar sessions, the events forwarded from browsers, transcripts, API keys."""
 
 import hashlib
+import logging
 import secrets
 import uuid
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+from . import signals
+
+log = logging.getLogger(__name__)
 
 
 class SessionStatus(models.TextChoices):
@@ -17,7 +25,7 @@ class SessionStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"  # token never started
 
 
-# Legal moves of the status machine; anything else is ignored and logged.
+# Legal moves of the status machine (AvatarSession.move_to); anything else is ignored and logged.
 TRANSITIONS = {
     SessionStatus.CREATED: {
         SessionStatus.STARTED,
@@ -33,6 +41,7 @@ TRANSITIONS = {
     SessionStatus.EXPIRED: set(),
 }
 LIVE_STATUSES = (SessionStatus.CREATED, SessionStatus.STARTED, SessionStatus.ACTIVE)
+IN_CONVERSATION = (SessionStatus.STARTED, SessionStatus.ACTIVE)
 # A visit whose token nobody started: no conversation, on no staff screen and in no figure by default.
 NEVER_STARTED = (SessionStatus.CREATED, SessionStatus.EXPIRED)
 
@@ -48,12 +57,49 @@ class EndReason(models.TextChoices):
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED", "Budget used up"
     MAX_DURATION = "MAX_DURATION", "Time limit reached"
     START_FAILED = "START_FAILED", "Could not start"
+    NOT_STARTED_IN_TIME = "NOT_STARTED_IN_TIME", "Not started in time"
+
+
+class Interactivity(models.TextChoices):
+    CONVERSATIONAL = "CONVERSATIONAL", "Conversational (the avatar listens all the time)"
+    PUSH_TO_TALK = "PUSH_TO_TALK", "Push to talk"
+
+
+class CreatedVia(models.TextChoices):
+    PAGE = "page", "Visitor page"
+    API = "api", "API"
 
 
 class AvatarSessionQuerySet(models.QuerySet):
     def conversations(self):
         """Sessions somebody started (or tried to): not the visits that only minted a token."""
         return self.exclude(status__in=NEVER_STARTED)
+
+    def live(self):
+        """Sessions not over yet: minted, started or active."""
+        return self.filter(status__in=LIVE_STATUSES)
+
+    def finished(self):
+        return self.exclude(status__in=LIVE_STATUSES)
+
+    def in_feed(self):
+        """Conversations under way: what the staff feed shows live (a token nobody started is not one yet)."""
+        return self.filter(status__in=IN_CONVERSATION)
+
+    def orphaned(self, now: datetime):
+        """Conversations whose page went away: no forwarding socket, and silent for ORPHAN_GRACE_SECONDS."""
+        grace = timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
+        # A live page forwards a keep-alive event every 60 s, so a socket silent for three grace
+        # periods is one whose Daphne process died without decrementing open_connections.
+        no_socket = Q(open_connections__lte=0) | Q(last_event_at__lt=now - 3 * grace)
+        # A started session that never forwarded an event (page died at once) is judged by its start time.
+        silent = Q(last_event_at__lt=now - grace) | Q(last_event_at__isnull=True, started_at__lt=now - grace)
+        return self.in_feed().filter(no_socket, silent)
+
+    def expired(self, now: datetime, after_seconds: int | None = None):
+        """Tokens nobody started within `after_seconds` (TOKEN_EXPIRY_SECONDS unless given)."""
+        seconds = settings.TOKEN_EXPIRY_SECONDS if after_seconds is None else after_seconds
+        return self.filter(status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=seconds))
 
 
 class AvatarSession(models.Model):
@@ -75,7 +121,7 @@ class AvatarSession(models.Model):
         "profiles.AvatarProfile", on_delete=models.PROTECT, null=True, blank=True, related_name="sessions"
     )
     is_sandbox = models.BooleanField(default=False)
-    interactivity = models.CharField(max_length=32, default="CONVERSATIONAL")
+    interactivity = models.CharField(max_length=32, choices=Interactivity.choices, default=Interactivity.CONVERSATIONAL)
     max_session_duration = models.PositiveIntegerField(null=True, blank=True)
     # Who asked for it: the visitor's Django session key, or the API key's name.
     visitor_key = models.CharField(max_length=64, blank=True)
@@ -83,7 +129,7 @@ class AvatarSession(models.Model):
     # the mint rate limit also counts per address, so dropping the cookie does not reset it.
     client_address = models.CharField(max_length=64, blank=True)
     created_via = models.CharField(
-        "created through", max_length=16, default="page", choices=[("page", "Visitor page"), ("api", "API")]
+        "created through", max_length=16, choices=CreatedVia.choices, default=CreatedVia.PAGE
     )
     # LIVEAVATAR_SESSION_START = "server": the session token, kept here (never sent to the page) until
     # the server has started the session with it; keep-alive and stop then use the API key.
@@ -126,6 +172,30 @@ class AvatarSession(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
+
+    def can_move_to(self, status: str) -> bool:
+        """Whether the status machine would move this session to `status` (not where it is already)."""
+        return status != self.status and status in TRANSITIONS[self.status]
+
+    def move_to(self, status: str, at: datetime, reason: str = "", error: str = "") -> bool:
+        """Move the session (not saved here) to `status` at `at` if the machine allows it; True when it
+        moved. A move it does not allow is logged and ignored: a late or repeated event never reopens
+        an ended session. Sends signals.status_changed on a move."""
+        if status == self.status:
+            return False
+        if status not in TRANSITIONS[self.status]:
+            log.info("session %s: ignored %s → %s (%s)", self.id, self.status, status, reason or "no reason")
+            return False
+        previous, self.status = self.status, status
+        if status in IN_CONVERSATION:
+            self.started_at = self.started_at or at
+        else:
+            self.ended_at = at
+            # A reason claimed by whoever is stopping it (lifecycle.stop_session) wins over the stop's own echo.
+            self.end_reason = self.end_reason or reason
+            self.error = error or self.error
+        signals.status_changed.send(sender=AvatarSession, session=self, previous=previous)
+        return True
 
     @property
     def duration_seconds(self) -> float | None:

@@ -60,6 +60,16 @@ def test_json_export_parses_and_holds_transcript_and_events(admin_client):
     assert data[str(second.id)]["transcript"][0]["text"] == "Do you sell umbrellas?"
 
 
+def test_json_export_has_the_api_shapes(admin_client, client):
+    session = factories.recorded_session()
+    exported = json.loads(export(admin_client, "export_json", session).content)["sessions"][0]
+    bearer = factories.bearer(factories.api_key("sessions:read"))
+    api = f"/api/v1/sessions/{session.id}"
+    assert {k: v for k, v in exported.items() if k not in ("transcript", "events")} == client.get(api, **bearer).json()
+    assert exported["transcript"] == client.get(f"{api}/transcript", **bearer).json()["entries"]
+    assert exported["events"] == client.get(f"{api}/events?page_size=200", **bearer).json()["items"]
+
+
 def test_csv_export_parses_and_holds_the_transcript(admin_client):
     session = factories.recorded_session()
     response = export(admin_client, "export_csv", session)

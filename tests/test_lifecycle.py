@@ -165,7 +165,7 @@ def test_the_management_command_runs_one_pass(capsys):
 
 def test_illegal_transitions_are_ignored(caplog):
     session = AvatarSession(status=SessionStatus.ENDED, end_reason="USER_CLOSED")
-    assert not lifecycle.transition(session, SessionStatus.ACTIVE, timezone.now())
+    assert not session.move_to(SessionStatus.ACTIVE, timezone.now())
     assert (session.status, session.end_reason) == (SessionStatus.ENDED, "USER_CLOSED")
     assert "ignored ended → active" in caplog.text
 

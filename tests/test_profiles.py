@@ -18,7 +18,7 @@ from profiles.models import AvatarProfile
 from sessions_app import lifecycle
 from sessions_app.emulator import agent
 from sessions_app.emulator.models import EmulatedSession
-from sessions_app.models import AvatarSession, SessionStatus
+from sessions_app.models import AvatarSession, EndReason, SessionStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -236,7 +236,7 @@ def test_a_profiles_live_sessions_are_capped_and_an_unstarted_token_holds_its_pl
     )
     assert Client().get("/p/front-desk/").status_code == 200
     held.refresh_from_db()
-    assert (held.status, held.end_reason) == (SessionStatus.EXPIRED, budgets.NOT_STARTED_IN_TIME)
+    assert (held.status, held.end_reason) == (SessionStatus.EXPIRED, EndReason.NOT_STARTED_IN_TIME)
     assert EmulatedSession.objects.get(pk=held.liveavatar_session_id).status == EmulatedSession.ENDED
 
 
@@ -262,7 +262,7 @@ async def test_the_server_stops_a_session_whose_budget_ran_out(liveavatar):
     counts = await lifecycle.reap_orphans(now=timezone.now() + timedelta(seconds=70))
     assert counts["over_budget"] == 1
     await session.arefresh_from_db()
-    assert (session.status, session.end_reason) == (SessionStatus.ENDED, budgets.BUDGET_EXCEEDED)
+    assert (session.status, session.end_reason) == (SessionStatus.ENDED, EndReason.BUDGET_EXCEEDED)
     emulated = await EmulatedSession.objects.aget(pk=session.liveavatar_session_id)
     assert (emulated.status, emulated.end_reason) == (EmulatedSession.ENDED, budgets.STOP_REASON)
     stops = [r for r in liveavatar.requests if r.url.path.endswith("/v1/sessions/stop")]

@@ -9,8 +9,8 @@ from ninja.responses import NinjaJSONEncoder
 
 from privacy.redaction import count_placeholders
 from sessions_app import transcript_rows
-from sessions_app.api.schemas import SessionOut, TranscriptEntryOut
 from sessions_app.models import AvatarSession
+from sessions_app.schemas import SessionOut, TranscriptEntryOut
 
 METRICS = ("turn_count", "interruption_count", "median_latency_ms", "avatar_speaking_ms")
 # Any seq above the checkpoint: a rebuild from it, bringing the transcript up to date.

@@ -24,18 +24,17 @@ from profiles.api import router as profiles_router
 
 from .. import exports, ingest, lifecycle, minting
 from ..liveavatar import LiveAvatarError
-from ..models import ApiKey, AvatarSession, EndReason, TranscriptEntry
+from ..models import ApiKey, AvatarSession, CreatedVia, EndReason, TranscriptEntry
+from ..schemas import EventOut, SessionOut
 from .auth import READ, WRITE, caller, requires
 from .schemas import (
     ErrorOut,
     EventBatchIn,
     EventBatchOut,
-    EventOut,
     Pages,
     SessionCreatedOut,
     SessionCreateIn,
     SessionFilters,
-    SessionOut,
     TranscriptOut,
 )
 
@@ -164,7 +163,7 @@ async def create_session(request, overrides: SessionCreateIn | None = None):
         session, token = await minting.mint_session(
             visitor_key=caller(request.auth),
             client_address=request.META.get("REMOTE_ADDR", ""),
-            created_via="api",
+            created_via=CreatedVia.API,
             overrides={OVERRIDE_NAMES[name]: value for name, value in chosen.items()},
             profile=profile,
         )

@@ -11,7 +11,8 @@ from ninja import Field, Schema
 from ninja.pagination import PageNumberPagination
 from pydantic import BeforeValidator, ConfigDict, StrictBool, field_validator
 
-from ..models import EventSource, SessionStatus, Speaker, TranscriptOrigin
+from ..models import SessionStatus
+from ..schemas import TranscriptEntryOut
 
 
 class ErrorOut(Schema):
@@ -131,68 +132,9 @@ class SessionCreatedOut(Schema):
     is_sandbox: bool
 
 
-class SessionOut(Schema):
-    id: uuid.UUID
-    liveavatar_session_id: str | None
-    status: SessionStatus
-    end_reason: str = Field(
-        description="Ours (USER_CLOSED, STAFF_ENDED, API_ENDED, ORPHANED, BUDGET_EXCEEDED, MAX_DURATION, "
-        "START_FAILED) or LiveAvatar's own (e.g. MAX_DURATION_REACHED, IDLE_TIMEOUT)."
-    )
-    ended_by: str = Field(description='Who ended it: "staff:<username>", "api:<key name>", or empty.')
-    error: str
-    is_sandbox: bool
-    interactivity: str
-    max_session_duration: int | None
-    avatar_id: str
-    profile: str | None = Field(description="The slug of the profile it was minted for.")
-    created_via: str
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    last_event_at: dt.datetime | None
-    duration_seconds: float | None
-    turn_count: int
-    interruption_count: int
-    median_latency_ms: int | None
-    avatar_speaking_ms: int
-
-    @staticmethod
-    def resolve_profile(session) -> str | None:
-        return session.profile.slug if session.profile_id else None
-
-
-class TranscriptEntryOut(Schema):
-    position: int
-    speaker: Speaker
-    text: str
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    interrupted: bool
-    intended_text: str = Field(description="Avatar turns cut short: what the avatar meant to say (empty otherwise).")
-    unanswered: bool = Field(description="Visitor turns whose answer an interrupt or the end dropped.")
-    partial: bool = Field(alias="from_chunks", description="Built from partial chunks: no final text arrived.")
-    origin: TranscriptOrigin
-    latency_ms: int | None
-    sent_by: str = Field(
-        description="A line sent through live control: who sent it (staff:<user> or api:<key name>); else empty."
-    )
-
-
 class TranscriptOut(Schema):
     session_id: uuid.UUID
     entries: list[TranscriptEntryOut]
-
-
-class EventOut(Schema):
-    seq: int
-    event_id: str
-    event_type: str
-    source: EventSource
-    payload: dict
-    client_ts: dt.datetime | None = Field(description="The sender's clock (its ts).")
-    received_at: dt.datetime = Field(description="The server's clock, which times the session.")
-    clock_skewed: bool = Field(description="ts was more than CLOCK_SKEW_SECONDS from the server's clock.")
 
 
 class Pages(PageNumberPagination):
