@@ -278,7 +278,14 @@ LIVEAVATAR_SESSION_START = os.environ.get("LIVEAVATAR_SESSION_START", "browser")
 
 # The page talks to its own origin (API, websockets, emulator), to LiveAvatar's REST API and to
 # LiveAvatar's LiveKit servers; nothing else. ('self' covers same-origin ws:// and wss:// in CSP 3.)
+# The emulated room's livekit_url when it is not reached on the host that served the start
+# (e.g. ws://127.0.0.1:PORT/liveavatar-emulator for a proxy in front of it).
+EMULATOR_LIVEKIT_URL = os.environ.get("EMULATOR_LIVEKIT_URL", "").rstrip("/")
 _connect_src = [CSP.SELF]
+if LIVEAVATAR_EMULATOR and EMULATOR_LIVEKIT_URL:
+    # Its websocket, and the https side livekit-client asks after a refused upgrade.
+    _room = urlsplit(EMULATOR_LIVEKIT_URL)
+    _connect_src += [f"{_room.scheme}://{_room.netloc}", f"{_room.scheme.replace('ws', 'http')}://{_room.netloc}"]
 if not LIVEAVATAR_EMULATOR:
     _api = urlsplit(LIVEAVATAR_API_URL)
     _connect_src += [f"{_api.scheme}://{_api.netloc}", *LIVEAVATAR_LIVEKIT_HOSTS]

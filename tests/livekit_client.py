@@ -21,8 +21,12 @@ ORIGIN = [(b"origin", b"http://127.0.0.1")]
 TIMEOUT = 5
 
 
-def join_path(livekit_url: str, token: str, offer_sdp: str = "", offer_id: int = 1) -> str:
-    join = rtc.JoinRequest(publisher_offer=rtc.SessionDescription(type="offer", sdp=offer_sdp, id=offer_id))
+def join_path(livekit_url: str, token: str, offer_sdp: str = "", offer_id: int = 1, reconnect_sid: str = "") -> str:
+    """The v1 join; with `reconnect_sid`, the resume of that participant (no offer, as livekit-client sends it)."""
+    if reconnect_sid:
+        join = rtc.JoinRequest(reconnect=True, participant_sid=reconnect_sid)
+    else:
+        join = rtc.JoinRequest(publisher_offer=rtc.SessionDescription(type="offer", sdp=offer_sdp, id=offer_id))
     wrapped = rtc.WrappedJoinRequest(join_request=join.SerializeToString())
     query = urlencode(
         {
@@ -147,3 +151,54 @@ class TestClient:
         await self.pc.close()
         if self.ws:
             await self.ws.disconnect()
+
+
+class LegacyTestClient(TestClient):
+    """The legacy two-connection signaling (`/rtc`, protocol 16) of livekit-client before 2.16: the room
+    offers the subscriber connection (its tracks and the data it sends); the client offers the publisher
+    connection (the data it sends)."""
+
+    __test__ = False
+
+    def __init__(self, started: dict):
+        super().__init__(started)
+        self.subscriber = RTCPeerConnection()
+        self.subscriber_open = asyncio.Event()
+        self.subscriber.on("track", self.tracks.append)
+        self.subscriber.on("datachannel", self._subscriber_channel)
+
+    def _subscriber_channel(self, channel):
+        if channel.label != "_reliable":
+            return
+        channel.on("message", lambda message: self.data.put_nowait(models.DataPacket.FromString(message)))
+        if channel.readyState == "open":
+            self.subscriber_open.set()
+        else:
+            channel.on("open", self.subscriber_open.set)
+
+    async def connect(self, token: str | None = None):
+        """Join: the JoinResponse and the room's offer, which is answered; then the publisher's offer."""
+        query = urlencode({"access_token": token or self.started["livekit_client_token"], "protocol": 16})
+        self.ws = WebsocketCommunicator(
+            application, f"{urlsplit(self.started['livekit_url']).path}/rtc?{query}", ORIGIN
+        )
+        connected, _ = await self.ws.connect(timeout=TIMEOUT)
+        assert connected, "the signal socket was refused"
+        self.reader = asyncio.create_task(self._read())
+        join = await self.next_signal("join")
+        offer = await self.next_signal("offer")
+        await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+        sdp = self.subscriber.localDescription.sdp
+        await self.send_signal(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.send_signal(offer=rtc.SessionDescription(type="offer", sdp=self.pc.localDescription.sdp, id=1))
+        answer = await self.next_signal("answer")
+        assert answer.id == 1
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+        await asyncio.wait_for(asyncio.gather(self.channel_open.wait(), self.subscriber_open.wait()), TIMEOUT)
+        return join, offer
+
+    async def close(self):
+        await self.subscriber.close()
+        await super().close()

@@ -14,7 +14,7 @@ from avatar_site.asgi import application
 from sessions_app.emulator import agent
 from sessions_app.emulator.room import rooms
 from sessions_app.liveavatar import get_client
-from tests.livekit_client import ORIGIN, LoopedMicrophone, TestClient, join_path
+from tests.livekit_client import ORIGIN, LegacyTestClient, LoopedMicrophone, TestClient, join_path
 from tests.speech import speech_wav
 
 FULL = {"mode": "FULL", "avatar_id": "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a", "avatar_persona": {"language": "en"}}
@@ -220,7 +220,8 @@ async def test_it_refuses_a_bad_token_and_says_why():
         valid = await http.get(
             "/liveavatar-emulator/rtc/v1/validate", params={"access_token": started["livekit_client_token"]}
         )
-    assert refused.status_code == 401 and valid.status_code == 200
+        legacy = await http.get("/liveavatar-emulator/rtc/validate", params={"access_token": forged})
+    assert refused.status_code == 401 and valid.status_code == 200 and legacy.status_code == 401
 
 
 async def test_it_says_session_stopped_then_leaves_with_a_reason_and_tears_down():
@@ -280,4 +281,81 @@ async def test_it_ends_the_room_at_the_sandbox_deadline(settings):
     await room.connect()
     events = await room.events_until("session.stopped")
     assert events[-1]["end_reason"] == "MAX_DURATION_REACHED"
+    await room.close()
+
+
+async def test_a_dropped_signal_socket_makes_the_client_rejoin_and_loses_no_event(settings):
+    _, token, started = await started_session()
+    room = await join(started)
+    joined_sid = rooms[token["session_id"]].visitor.sid
+    settings.EMULATOR_SPEED = 2  # 125 ms a word: the socket drops mid-sentence
+    text = "one two three four five six seven eight nine ten"
+    event_id = await room.command("avatar.speak_text", text=text)
+    before = await room.events_until("avatar.transcription.chunk")
+    await room.ws.disconnect()  # the signal socket drops; the peer connection is still up
+    server_room = rooms[token["session_id"]]
+    while not server_room.outbox:  # the avatar speaks on while the visitor is away
+        await asyncio.sleep(0.01)
+    while not room.data.empty():
+        before.append((await room.event())[0])
+
+    # livekit-client first tries to resume: aiortc cannot restart ICE, so the room says to rejoin in full.
+    path = join_path(started["livekit_url"], started["livekit_client_token"], reconnect_sid=joined_sid)
+    resume = WebsocketCommunicator(application, path, ORIGIN)
+    assert (await resume.connect())[0]
+    leave = rtc.SignalResponse.FromString((await resume.receive_output())["bytes"]).leave
+    assert (leave.action, leave.reason) == (rtc.LeaveRequest.Action.RECONNECT, models.DisconnectReason.STATE_MISMATCH)
+    assert (await resume.receive_output())["type"] == "websocket.close"
+
+    rejoined = TestClient(started)
+    joined, _ = await rejoined.connect()
+    assert {p.identity for p in joined.other_participants} == {"heygen", f"liveavatar-agent-{token['session_id']}"}
+    after = []  # the replay may begin with the opening line's last events
+    while not after or (after[-1]["event_type"], after[-1]["source_event_id"]) != ("avatar.speak_ended", event_id):
+        after.append((await rejoined.event())[0])
+    # Nothing is missing: each word's chunk arrived once the repeats are dropped by event_id.
+    seen = {}
+    for event in before + after:
+        if event["source_event_id"] == event_id:
+            seen.setdefault(event["event_id"], event)
+    assert [e["event_type"] for e in seen.values()] == ["avatar.transcription", "avatar.speak_started"] + [
+        "avatar.transcription.chunk"
+    ] * 10 + ["avatar.speak_ended"]
+    assert "".join(e["text"] for e in seen.values() if e["event_type"] == "avatar.transcription.chunk") == text
+    # What the old connection carried just before is sent again (the client may have closed it
+    # unread), after it what the room said while the socket was down.
+    before_ids, after_ids = {e["event_id"] for e in before}, {e["event_id"] for e in after}
+    assert before_ids < after_ids
+    # The conversation goes on over the new connection.
+    await rejoined.command("avatar.speak_text", text="still here")
+    assert (await rejoined.events_until("avatar.speak_ended"))[0]["text"] == "still here"
+    await room.close()
+    await rejoined.close()
+
+
+async def test_older_clients_join_on_two_peer_connections():
+    _, token, started = await started_session()
+    room = LegacyTestClient(started)
+    joined, offer = await room.connect()
+    assert joined.subscriber_primary and joined.participant.identity.startswith("visitor-")
+    (avatar,) = joined.other_participants
+    # The room's offer carries heygen's tracks, named as for v1 clients.
+    assert set(offer.mid_to_track_id.values()) == {t.sid for t in avatar.tracks}
+    for track in avatar.tracks:
+        assert f"a=msid:{avatar.sid}|{track.sid} {track.sid}" in offer.sdp
+    update = await room.next_signal("update")
+    assert update.participants[0].identity == f"liveavatar-agent-{token['session_id']}"
+    # The room speaks on the subscriber connection; commands come on the publisher connection.
+    assert (await room.events_until("avatar.speak_ended"))[0]["text"] == agent.CONTEXTS[0]["opening_text"]
+    event_id = await room.command("avatar.speak_text", text="two connections")
+    events = await room.events_until("avatar.speak_ended")
+    assert events[0]["text"] == "two connections" and {e["source_event_id"] for e in events} == {event_id}
+    assert {t.kind for t in room.tracks} == {"audio", "video"}
+    frame = await asyncio.wait_for(next(t for t in room.tracks if t.kind == "video").recv(), 5)
+    assert frame.width > 0
+    server_room = rooms[token["session_id"]]
+    pcs = (server_room.visitor.pc, server_room.visitor.subscriber)
+    await room.send_signal(leave=rtc.LeaveRequest(reason=models.DisconnectReason.CLIENT_INITIATED))
+    await room.next_signal("closed")
+    assert token["session_id"] not in rooms and {pc.connectionState for pc in pcs} == {"closed"}
     await room.close()

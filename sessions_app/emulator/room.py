@@ -2,16 +2,18 @@
 
 One `Room` per started session lives in this process while a visitor is in it (`rooms`). The
 visitor's browser reaches it through the signaling consumer (signaling.py) and one aiortc peer
-connection: `heygen` publishes the drawn face and its voice (media.py), the visitor's microphone is
-heard and recognised (hearing.py), data packets carry the FULL-mode commands (agent-control) and
-events (agent-response) of API.md §3.3-3.4. The session ends (session.stopped, then a server leave)
-when its REST stop arrives through the channel-layer group, or when the room's own timer finds a
+connection (two on the legacy path: the room offers the second): `heygen` publishes the drawn face
+and its voice (media.py), the visitor's microphone is heard and recognised (hearing.py), data
+packets carry the FULL-mode commands (agent-control) and events (agent-response) of API.md
+§3.3-3.4. The session ends (session.stopped, then a server leave) when its REST stop arrives
+through the channel-layer group, or when the room's own timer finds a
 deadline passed; then everything the room made is torn down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import secrets
@@ -45,6 +47,10 @@ PING_TIMEOUT_SECONDS = 15
 AGENT_JOIN_SECONDS = 0.3
 # How long a room waits for a visitor whose signal socket dropped to come back.
 REJOIN_SECONDS = 20
+# A full rejoin re-sends what the old connection carried this long before its loss was seen: the
+# page may have closed it unread (a dead network is noticed only after the ping timeout). The page
+# drops a repeated event_id.
+REPLAY_SECONDS = PING_TIMEOUT_SECONDS
 # How long an ended room waits for the visitor to leave by itself before it sends a leave.
 LEAVE_GRACE_SECONDS = 2.0
 # How often, at most, the room re-reads its session: a stop may come from a process it cannot hear.
@@ -95,10 +101,12 @@ class Visitor:
         self.name = name
         self.sid = _sid("PA")
         self.signal = signal  # the SignalConsumer, None while the socket is down
-        self.pc = None
-        self.channel = None
+        self.pc = None  # the connection the visitor offers on (its publisher)
+        self.subscriber = None  # legacy signaling only: the connection the room offers on
+        self.channel = None  # where the room's data packets go
         self.tracks = {}  # TR_sid -> TrackInfo the visitor published (its microphone)
         self.media_sids = {}  # aiortc track id -> TR_sid of heygen's tracks sent to this visitor
+        self.sent = collections.deque()  # (monotonic time, data packet) sent in the last REPLAY_SECONDS
 
     def info(self) -> models.ParticipantInfo:
         return models.ParticipantInfo(
@@ -199,8 +207,12 @@ class Room:
             joined_at=int(time.time()),
         )
 
-    async def join(self, signal, identity: str, name: str, request: rtc.JoinRequest):
-        """A visitor joins (or rejoins after a lost socket): JoinResponse, then the answer to its offer."""
+    async def join(self, signal, identity: str, name: str, request: rtc.JoinRequest, subscriber_primary: bool = False):
+        """A visitor joins (or rejoins after a lost socket): JoinResponse, then the answer to its offer.
+
+        With `subscriber_primary` (the legacy two-connection signaling) the room sends the avatar's
+        tracks and its data on a second connection that it offers itself.
+        """
         if self.rejoin_timer:
             self.rejoin_timer.cancel()
             self.rejoin_timer = None
@@ -218,6 +230,8 @@ class Room:
             await self._close_transport(previous)
         visitor = self.visitor = Visitor(identity, name, signal)
         visitor.pc = RTCPeerConnection()
+        if subscriber_primary:
+            visitor.subscriber = RTCPeerConnection()
         self._watch(visitor)
         others = [self._avatar_info()] + ([self._agent_info()] if self.agent_joined else [])
         await self.send_signal(
@@ -230,7 +244,7 @@ class Room:
                     server_info=models.ServerInfo(
                         edition=models.ServerInfo.Edition.Standard, version=SERVER_VERSION, protocol=16
                     ),
-                    subscriber_primary=False,
+                    subscriber_primary=subscriber_primary,
                     ping_interval=PING_INTERVAL_SECONDS,
                     ping_timeout=PING_TIMEOUT_SECONDS,
                     # aiortc cannot restart ICE: a lost socket means a full rejoin, not a resume.
@@ -240,6 +254,8 @@ class Room:
                 )
             )
         )
+        if visitor.subscriber:
+            await self._offer_subscriber(visitor)
         if request.HasField("publisher_offer"):
             await self.answer(request.publisher_offer, add_media=True)
         await self._send_quality()
@@ -257,23 +273,29 @@ class Room:
                 if isinstance(message, bytes) and visitor is self.visitor:
                     self.inbox.put_nowait((visitor, message))
 
-            def opened():
-                if visitor is not self.visitor:
-                    return
-                visitor.channel = channel
-                self._flush()
-                if not self.agent_joined:
-                    self._spawn(self._agent_joins())
-
-            if channel.readyState == "open":
-                opened()
-            else:
-                channel.on("open", opened)
+            if not visitor.subscriber:  # one connection: the visitor's channel carries both ways
+                self._when_open(visitor, channel)
 
         @pc.on("track")
         def on_track(track):
             # Every track is read, so aiortc's queue of decoded frames does not grow; the microphone is heard.
             self._spawn(self._hear(track) if track.kind == "audio" else self._drain(track))
+
+    def _when_open(self, visitor: Visitor, channel):
+        """The room's data packets go on this channel once it opens; the agent then joins."""
+
+        def opened():
+            if visitor is not self.visitor:
+                return
+            visitor.channel = channel
+            self._flush()
+            if not self.agent_joined:
+                self._spawn(self._agent_joins())
+
+        if channel.readyState == "open":
+            opened()
+        else:
+            channel.on("open", opened)
 
     async def _agent_joins(self):
         await self._pause(AGENT_JOIN_SECONDS)
@@ -338,13 +360,35 @@ class Room:
         pc = visitor.pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
         if add_media:
-            for track, sid in (
-                (FaceVideoTrack(self.voice), self.video_sid),
-                (SpeechAudioTrack(self.voice), self.audio_sid),
-            ):
-                pc.addTrack(track)
-                visitor.media_sids[track.id] = sid
+            self._add_media(visitor, pc)
         await pc.setLocalDescription(await pc.createAnswer())
+        sdp, mids = self._local_description(visitor, pc)
+        await self.send_signal(
+            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id, mid_to_track_id=mids))
+        )
+
+    async def _offer_subscriber(self, visitor: Visitor):
+        """Legacy signaling: the room offers the avatar's tracks and its data channels."""
+        pc = visitor.subscriber
+        self._when_open(visitor, pc.createDataChannel("_reliable"))
+        pc.createDataChannel("_lossy", ordered=False, maxRetransmits=0)
+        self._add_media(visitor, pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp, mids = self._local_description(visitor, pc)
+        await self.send_signal(
+            rtc.SignalResponse(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=1, mid_to_track_id=mids))
+        )
+
+    def _add_media(self, visitor: Visitor, pc: RTCPeerConnection):
+        for track, sid in (
+            (FaceVideoTrack(self.voice), self.video_sid),
+            (SpeechAudioTrack(self.voice), self.audio_sid),
+        ):
+            pc.addTrack(track)
+            visitor.media_sids[track.id] = sid
+
+    def _local_description(self, visitor: Visitor, pc: RTCPeerConnection) -> tuple[str, dict]:
+        """The local SDP with heygen's tracks named as livekit-client wants them, and their mids."""
         sdp = pc.localDescription.sdp
         mids = {}
         for transceiver in pc.getTransceivers():
@@ -354,9 +398,7 @@ class Room:
                 mids[transceiver.mid] = sid
                 # livekit-client takes the publisher's sid from the msid's stream part.
                 sdp = _replace_msid(sdp, track.id, f"{self.avatar_sid}|{sid} {sid}")
-        await self.send_signal(
-            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id, mid_to_track_id=mids))
-        )
+        return sdp, mids
 
     async def _send_quality(self):
         if self.visitor:
@@ -381,8 +423,11 @@ class Room:
         kind = request.WhichOneof("message")
         if kind == "offer":
             await self.answer(request.offer)
+        elif kind == "answer" and visitor.subscriber:
+            await visitor.subscriber.setRemoteDescription(RTCSessionDescription(sdp=request.answer.sdp, type="answer"))
         elif kind == "trickle":
-            await self._add_candidate(visitor, request.trickle.candidateInit)
+            subscriber = request.trickle.target == rtc.SignalTarget.SUBSCRIBER and visitor.subscriber
+            await self._add_candidate(subscriber or visitor.pc, request.trickle.candidateInit)
         elif kind == "add_track":
             track = models.TrackInfo(
                 sid=_sid("TR"),
@@ -410,7 +455,7 @@ class Room:
             await self.close(reason="visitor left")
         # subscription, track_setting, sync_state, update_layers...: nothing to do here.
 
-    async def _add_candidate(self, visitor: Visitor, candidate_init: str):
+    async def _add_candidate(self, pc: RTCPeerConnection, candidate_init: str):
         try:
             init = json.loads(candidate_init)
             line = init.get("candidate", "")
@@ -419,7 +464,7 @@ class Room:
             candidate = candidate_from_sdp(line.split(":", 1)[1] if line.startswith("candidate:") else line)
             candidate.sdpMid = init.get("sdpMid")
             candidate.sdpMLineIndex = init.get("sdpMLineIndex")
-            await visitor.pc.addIceCandidate(candidate)
+            await pc.addIceCandidate(candidate)
         except (ValueError, KeyError, IndexError, AttributeError):
             logger.info("ignored an ICE candidate the emulator could not read")
 
@@ -427,6 +472,11 @@ class Room:
         """The visitor's socket closed without a leave: wait a while for it to come back."""
         if self.visitor and self.visitor.signal is signal:
             self.visitor.signal = None
+            # The client rejoins on a new peer connection: from now on events wait in the outbox,
+            # after those the old connection may have lost.
+            self.visitor.channel = None
+            self.outbox[:0] = [packet for _, packet in self._recently_sent(self.visitor)]
+            self.visitor.sent.clear()
             self.visitor_gone.set()
             if not self.ended:
                 self.rejoin_timer = self._spawn(self._close_unless_rejoined())
@@ -485,9 +535,20 @@ class Room:
         self._flush()
 
     def _flush(self):
-        channel = self.visitor and self.visitor.channel
+        visitor = self.visitor
+        channel = visitor and visitor.channel
         while self.outbox and channel and channel.readyState == "open":
-            channel.send(self.outbox.pop(0))
+            packet = self.outbox.pop(0)
+            channel.send(packet)
+            visitor.sent.append((time.monotonic(), packet))
+        if visitor:
+            self._recently_sent(visitor)
+
+    @staticmethod
+    def _recently_sent(visitor: Visitor) -> collections.deque:
+        while visitor.sent and visitor.sent[0][0] < time.monotonic() - REPLAY_SECONDS:
+            visitor.sent.popleft()
+        return visitor.sent
 
     # Commands (agent-control)
 
@@ -681,11 +742,12 @@ class Room:
         logger.info("emulated room %s closed: %s", self.sid, reason)
 
     async def _close_transport(self, visitor: Visitor):
-        if visitor.pc:
-            for sender in visitor.pc.getSenders():
-                if sender.track:
-                    sender.track.stop()
-            await visitor.pc.close()
+        for pc in (visitor.pc, visitor.subscriber):
+            if pc:
+                for sender in pc.getSenders():
+                    if sender.track:
+                        sender.track.stop()
+                await pc.close()
         visitor.channel = None
 
 

@@ -1,8 +1,11 @@
-"""LiveKit signaling for the emulated rooms: livekit-client's v1 path (`<livekit_url>/rtc/v1`).
+"""LiveKit signaling for the emulated rooms: livekit-client's v1 path (`<livekit_url>/rtc/v1`) and
+the legacy two-connection path of older clients (`<livekit_url>/rtc`, protocol 16).
 
 The access token is a real LiveKit JWT (room-join grant, room = the session). Frames are
-`SignalRequest` / `SignalResponse` protobufs; the JoinRequest, with the client's first offer, comes
-in the `join_request` query parameter. docs/ARCHITECTURE.md ("The emulated room") has the details.
+`SignalRequest` / `SignalResponse` protobufs. On v1 the JoinRequest, with the client's first offer,
+comes in the `join_request` query parameter; on the legacy path the query says only `reconnect` and
+`sid`, and the room offers a subscriber connection itself. docs/ARCHITECTURE.md ("The emulated
+room") has the details.
 """
 
 from __future__ import annotations
@@ -42,15 +45,26 @@ def _join_request(value: str) -> rtc.JoinRequest | None:
         return None
 
 
+def _legacy_join_request(params: dict) -> rtc.JoinRequest:
+    return rtc.JoinRequest(
+        reconnect=params.get("reconnect", [""])[0] == "1", participant_sid=params.get("sid", [""])[0]
+    )
+
+
 class SignalConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
+
+    @property
+    def legacy(self) -> bool:
+        """The two-connection path (its route says so)."""
+        return self.scope["url_route"]["kwargs"].get("legacy", False)
 
     # Socket lifecycle
 
     async def connect(self):
         params = parse_qs(self.scope["query_string"].decode())
         claims = room_claims(params.get("access_token", [""])[0])
-        request = _join_request(params.get("join_request", [""])[0])
+        request = _legacy_join_request(params) if self.legacy else _join_request(params.get("join_request", [""])[0])
         try:
             session = claims and await load_session(str(uuid.UUID(claims.video.room)))
         except ValueError:
@@ -61,18 +75,18 @@ class SignalConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         if session.status != EmulatedSession.STARTED:
-            await self.send_signal(
-                rtc.SignalResponse(
-                    leave=rtc.LeaveRequest(
-                        action=rtc.LeaveRequest.Action.DISCONNECT, reason=models.DisconnectReason.ROOM_DELETED
-                    )
-                )
-            )
-            await self.close()
+            await self.leave(rtc.LeaveRequest.Action.DISCONNECT, models.DisconnectReason.ROOM_DELETED)
+            return
+        if request.reconnect:
+            # A resume needs an ICE restart, which aiortc cannot do: this leave makes livekit-client
+            # restart the connection, a full join on a new peer connection.
+            await self.leave(rtc.LeaveRequest.Action.RECONNECT, models.DisconnectReason.STATE_MISMATCH)
             return
         self.room = Room.for_session(session)
         await self.channel_layer.group_add(room_group(self.room.sid), self.channel_name)
-        await self.room.join(self, claims.identity, claims.name or claims.identity, request)
+        await self.room.join(
+            self, claims.identity, claims.name or claims.identity, request, subscriber_primary=self.legacy
+        )
 
     async def disconnect(self, code):
         if self.room:
@@ -87,6 +101,10 @@ class SignalConsumer(AsyncWebsocketConsumer):
         except Exception:  # noqa: BLE001 (protobuf's DecodeError)
             return
         await self.room.signal_request(self, request)
+
+    async def leave(self, action, reason):
+        await self.send_signal(rtc.SignalResponse(leave=rtc.LeaveRequest(action=action, reason=reason)))
+        await self.close()
 
     async def send_signal(self, response: rtc.SignalResponse):
         await self.send(bytes_data=response.SerializeToString())

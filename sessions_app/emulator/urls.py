@@ -23,4 +23,5 @@ urlpatterns = [
     path("v1/users/credits", views.credits),
     # The emulated LiveKit server's HTTP side: livekit-client asks here why a join was refused.
     path("rtc/v1/validate", views.rtc_validate),
+    path("rtc/validate", views.rtc_validate),
 ]

@@ -211,7 +211,7 @@ def start(request):
     return _ok(
         {
             "session_id": str(session.id),
-            "livekit_url": f"{scheme}://{request.get_host()}/liveavatar-emulator",
+            "livekit_url": settings.EMULATOR_LIVEKIT_URL or f"{scheme}://{request.get_host()}/liveavatar-emulator",
             "livekit_client_token": _room_token(session),
             "max_session_duration": duration and math.ceil(duration / settings.EMULATOR_SPEED),
         },

@@ -52,6 +52,8 @@ export class Conversation {
     this.listening = false;
     this.pttDown = false;
     this.waiters = [];
+    // Server events already handled: a room that rejoins may deliver one again.
+    this.seenEventIds = new Set();
     this.mediaKinds = new Set();
     this.audioBlocked = false;
     this.client("client.token_received", { liveavatar_session_id: config.liveavatar_session_id });
@@ -319,6 +321,11 @@ export class Conversation {
       // Not JSON: still evidence of what the service sent.
       this.forwarder.record("server", { event_type: "unparsed", payload: new TextDecoder().decode(payload) });
       return;
+    }
+    const eventId = event.raw.event_id;
+    if (typeof eventId === "string" && eventId) {
+      if (this.seenEventIds.has(eventId)) return;
+      this.seenEventIds.add(eventId);
     }
     this.forwarder.record("server", event.raw);
     const entry = this.transcript.apply(event);

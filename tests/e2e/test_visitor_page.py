@@ -16,7 +16,8 @@ from playwright.sync_api import expect
 from profiles.models import AvatarProfile
 from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
-from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
+from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC, free_port
+from tests.tcp_proxy import PausableProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -249,6 +250,52 @@ def test_it_loses_no_event_when_the_websocket_is_cut(daphne_server, launch):
     wait_forwarded(page)
     assert stored_seqs(sid) == list(range(1, made + 1))
     assert AvatarSession.objects.get(id=sid).status == SessionStatus.ENDED
+
+
+def test_it_loses_no_avatar_event_when_the_signal_socket_drops(make_daphne_server, launch):
+    # Only the room's signal socket goes through the proxy; WebRTC media and data go over UDP.
+    port = free_port()
+    proxy = PausableProxy("127.0.0.1", port)
+    server = make_daphne_server(
+        port=port, env={"EMULATOR_LIVEKIT_URL": f"ws://127.0.0.1:{proxy.port}/liveavatar-emulator"}
+    )
+    page = launch()
+    start(page, server.url)
+    items = transcript_items(page)
+    expect(items.first).to_have_text(f"Avatar: {OPENING}")
+    wait_avatar_quiet(page)
+
+    page.get_by_label("Say exactly").check()
+    page.get_by_label("Message").fill(LONG_SENTENCE)
+    page.get_by_role("button", name="Send").click()
+    expect(items.nth(1)).to_contain_text("Avatar: This is")
+    proxy.outage()  # the signal socket drops mid-sentence, and the room cannot be reached for a while
+    expect(page.locator("#quality")).to_have_text("Connection: reconnecting")
+    proxy.restore()
+    expect(page.locator("#quality")).to_have_text("Connection: excellent")
+    # Every word the avatar said meanwhile reaches the page, once.
+    expect(items.nth(1)).to_have_text(f"Avatar: {LONG_SENTENCE}")
+    wait_avatar_quiet(page)
+
+    page.get_by_label("Say exactly").uncheck()
+    page.get_by_label("Message").fill("What are your hours?")
+    page.get_by_role("button", name="Send").click()
+    expect(items.nth(3)).to_have_text("Avatar: We are open from nine to five, Monday to Friday.")
+    wait_avatar_quiet(page)
+    sid = session_id(page)
+    page.get_by_role("button", name="End conversation").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile("^Ended"))
+    made = page.evaluate("window.avatarApp.conversation.forwarder.queue.next - 1")
+    wait_forwarded(page)
+
+    assert stored_seqs(sid) == list(range(1, made + 1))
+    said = SessionEvent.objects.get(session_id=sid, event_type="avatar.speak_text").event_id
+    stored = list(SessionEvent.objects.filter(session_id=sid, source="server", payload__source_event_id=said))
+    assert [e.event_type for e in stored] == ["avatar.transcription", "avatar.speak_started"] + [
+        "avatar.transcription.chunk"
+    ] * len(LONG_SENTENCE.split()) + ["avatar.speak_ended"]
+    assert "".join(e.payload["text"] for e in stored[2:-1]) == LONG_SENTENCE
+    assert len({e.event_id for e in stored}) == len(stored)
 
 
 def test_it_ends_the_session_when_the_page_is_reloaded(daphne_server, launch):

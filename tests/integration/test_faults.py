@@ -4,7 +4,6 @@ every event until acked and re-sends it, and the server never acks what it did n
 import json
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from websockets.sync.client import connect
 
 from sessions_app import credentials
 from sessions_app.models import AvatarSession, SessionEvent
+from tests.tcp_proxy import PausableProxy
 
 from .forwarding import ResendingForwarder
 
@@ -48,54 +48,6 @@ def test_killing_the_process_mid_conversation_loses_and_doubles_nothing(make_dap
     forwarder.close()
     assert forwarder.reconnects >= 1
     assert stored_seqs(session) == list(range(1, 61))
-
-
-class PausableProxy:
-    """TCP proxy between Daphne and PostgreSQL; `outage()` cuts every connection and refuses new ones."""
-
-    def __init__(self, host, port):
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.up = True
-        self.sockets = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            client, _ = self.listener.accept()
-            if not self.up:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def outage(self):
-        self.up = False
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.sockets = []
-
-    def restore(self):
-        self.up = True
 
 
 def test_a_database_outage_is_answered_busy_and_nothing_is_lost(make_daphne_server):

@@ -27,7 +27,7 @@ async function liveConversation(t) {
       identity: "visitor-la1", setMicrophoneEnabled: async () => {},
       publishData: async (bytes, { topic }) => published.push({ topic, ...JSON.parse(new TextDecoder().decode(bytes)) }),
     },
-    canPlaybackAudio: true, on() {}, off() {}, connect: async () => {}, disconnect: async () => {},
+    handlers: {}, canPlaybackAudio: true, on(name, handler) { this.handlers[name] = handler; }, off() {}, connect: async () => {}, disconnect: async () => {},
   };
   const shown = [];
   const view = new Proxy({ transcript: (entry) => shown.push({ ...entry }) }, { get: (v, name) => v[name] ?? (() => {}) });
@@ -35,7 +35,7 @@ async function liveConversation(t) {
   await conversation.start();
   t.after(() => { conversation.end(); });
   const forwarded = () => conversation.forwarder.queue.pending.map((record) => record.event);
-  return { conversation, published, shown, forwarded };
+  return { conversation, room, published, shown, forwarded };
 }
 
 const control = (fields) => ({ type: "control", command_id: "c1", session_id: "s1", text: "", sender: "staff", ...fields });
@@ -80,4 +80,15 @@ test("where the site does not mark operator lines, the visitor sees the avatar's
   assert.equal(conversation.transcript.entries.at(-1).sentBy, undefined);
   await conversation.control(control({ command_id: "c2", command: "speak_response", text: "Hours?" }));
   assert.equal(conversation.transcript.entries.some((entry) => entry.text === "Hours?"), false);
+});
+
+test("a server event delivered again (a room that rejoined) is recorded and shown once", async (t) => {
+  const { room, shown, forwarded } = await liveConversation(t);
+  const before = forwarded().length;
+  const event = { event_id: "e1", event_type: "avatar.transcription.chunk", session_id: "la1", text: "Hello" };
+  const payload = new TextEncoder().encode(JSON.stringify(event));
+  room.handlers.dataReceived(payload, undefined, undefined, "agent-response");
+  room.handlers.dataReceived(payload, undefined, undefined, "agent-response");
+  assert.deepEqual(forwarded().slice(before), [event]);
+  assert.equal(shown.at(-1).text, "Hello");
 });
