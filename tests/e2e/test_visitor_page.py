@@ -256,9 +256,10 @@ def test_it_loses_no_avatar_event_when_the_signal_socket_drops(make_daphne_serve
     # Only the room's signal socket goes through the proxy; WebRTC media and data go over UDP.
     port = free_port()
     proxy = PausableProxy("127.0.0.1", port)
-    server = make_daphne_server(
-        port=port, env={"EMULATOR_LIVEKIT_URL": f"ws://127.0.0.1:{proxy.port}/liveavatar-emulator"}
-    )
+    # At half the usual test speed the idle stop is 30 s away, not 15: the outage and the long
+    # sentence pass no visitor activity to the room, and on a loaded machine they took longer.
+    env = {"EMULATOR_SPEED": "10", "EMULATOR_LIVEKIT_URL": f"ws://127.0.0.1:{proxy.port}/liveavatar-emulator"}
+    server = make_daphne_server(port=port, env=env)
     page = launch()
     start(page, server.url)
     items = transcript_items(page)
