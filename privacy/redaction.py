@@ -48,6 +48,10 @@ class Policy:
         )
 
 
+# What policy_for reads of a session's profile.
+PROFILE_FIELDS = ("redaction_enabled", "redaction_kinds", "country")
+
+
 def policy_for(session) -> Policy:
     """The policy of one session: its profile's settings where it has them, else the site's. (The
     profile is loaded with the session where this runs on the event loop: select_related.)"""

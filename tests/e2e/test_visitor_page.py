@@ -90,6 +90,17 @@ def wait_forwarded(page):
     page.wait_for_function("() => window.avatarApp.conversation.forwarder.queue.size === 0")
 
 
+def end_with_every_event_stored(page):
+    """End the conversation; every event the page made is stored, none missing (returns the session id)."""
+    sid = session_id(page)
+    page.get_by_role("button", name="End conversation").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile("^Ended"))
+    made = page.evaluate("window.avatarApp.conversation.forwarder.queue.next - 1")
+    wait_forwarded(page)
+    assert stored_seqs(sid) == list(range(1, made + 1))
+    return sid
+
+
 def stored_seqs(sid):
     return list(SessionEvent.objects.filter(session_id=sid).order_by("seq").values_list("seq", flat=True))
 
@@ -243,12 +254,7 @@ def test_it_loses_no_event_when_the_websocket_is_cut(daphne_server, launch):
     page.get_by_role("button", name="Send").click()
     wait_avatar_quiet(page)
     expect(items.nth(4)).to_have_text("Avatar: We are open from nine to five, Monday to Friday.")
-    sid = session_id(page)
-    page.get_by_role("button", name="End conversation").click()
-    expect(page.get_by_role("status")).to_have_text(re.compile("^Ended"))
-    made = page.evaluate("window.avatarApp.conversation.forwarder.queue.next - 1")
-    wait_forwarded(page)
-    assert stored_seqs(sid) == list(range(1, made + 1))
+    sid = end_with_every_event_stored(page)
     assert AvatarSession.objects.get(id=sid).status == SessionStatus.ENDED
 
 
@@ -283,13 +289,7 @@ def test_it_loses_no_avatar_event_when_the_signal_socket_drops(make_daphne_serve
     page.get_by_role("button", name="Send").click()
     expect(items.nth(3)).to_have_text("Avatar: We are open from nine to five, Monday to Friday.")
     wait_avatar_quiet(page)
-    sid = session_id(page)
-    page.get_by_role("button", name="End conversation").click()
-    expect(page.get_by_role("status")).to_have_text(re.compile("^Ended"))
-    made = page.evaluate("window.avatarApp.conversation.forwarder.queue.next - 1")
-    wait_forwarded(page)
-
-    assert stored_seqs(sid) == list(range(1, made + 1))
+    sid = end_with_every_event_stored(page)
     said = SessionEvent.objects.get(session_id=sid, event_type="avatar.speak_text").event_id
     stored = list(SessionEvent.objects.filter(session_id=sid, source="server", payload__source_event_id=said))
     assert [e.event_type for e in stored] == ["avatar.transcription", "avatar.speak_started"] + [
