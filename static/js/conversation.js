@@ -278,6 +278,8 @@ export class Conversation {
     this.view.deadline(deadline);
     this.keepAliveTimer = setInterval(() => this.#keepAlive(), KEEPALIVE_MS);
     this.mic = new Microphone(this.room, (state, message) => {
+      // A capture still starting when the page closed answers after the end: nothing to tell then.
+      if (this.state === "ended") return;
       this.client("client.mic", message ? { state, message } : { state });
       this.view.mic(state, message);
     });
