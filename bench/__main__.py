@@ -349,6 +349,12 @@ def main():
         finally:
             workdir.remove()
         return
+    if only == "single":  # ingest, fan-out and the sessions held on one process, printed
+        try:
+            print(json.dumps(asyncio.run(phase_single_process(workdir)), indent=2))
+        finally:
+            workdir.remove()
+        return
     if only == "scaleout":  # one phase alone, printed (for tuning the scale-out path)
         try:
             print(json.dumps(asyncio.run(phase_scaleout(workdir)), indent=2))
