@@ -162,12 +162,13 @@ if REDIS_URL:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
-    # Under load the live feed goes out at most this often, ten times a second: each send is a
-    # round trip to Redis and a message on every receiving process.
+    # The live feed goes out at most this often, ten times a second: each send is a round trip to
+    # Redis and a message on every receiving process.
     INGEST_FEED_PERIOD = 0.1
 else:
     # The default capacity (100 messages a channel) silently drops the feed of a busy dashboard.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2000}}}
+    INGEST_FEED_PERIOD = 0.0  # in memory a send costs little
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

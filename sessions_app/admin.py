@@ -22,7 +22,7 @@ from ninja.responses import NinjaJSONEncoder
 
 from privacy.models import purge_date
 
-from . import lifecycle, liveavatar, transcript
+from . import lifecycle, liveavatar, transcript, transcript_rows
 from .exports import as_text
 from .liveavatar import LiveAvatarError
 from .models import NEVER_STARTED, ApiKey, AvatarSession, EndReason
@@ -248,6 +248,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         session = self.get_object(request, object_id)
         if session is not None:
+            transcript_rows.bring_up_to_date([session.pk])  # before the form loads the row's metrics
             extra_context = {
                 **(extra_context or {}),
                 "transcript": session.transcript.all(),
@@ -261,12 +262,14 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     # Exports: one file for however many sessions are selected.
 
-    def _with_records(self, queryset):
-        return list(queryset.select_related("profile").prefetch_related("transcript", "events").order_by("created_at"))
+    def _with_transcripts(self, queryset, *related):
+        """The sessions selected, oldest first, their transcripts holding every event acknowledged so far."""
+        transcript_rows.bring_up_to_date(queryset.values_list("pk", flat=True))
+        return list(queryset.select_related("profile").prefetch_related("transcript", *related).order_by("created_at"))
 
     @admin.action(description="Export selected sessions as JSON (transcript and events)")
     def export_json(self, request, queryset):
-        sessions = self._with_records(queryset)
+        sessions = self._with_transcripts(queryset, "events")
         data = [SessionRecordOut.model_validate(s).model_dump() for s in sessions]
         return _download(
             # Written as the REST API writes it (times to the millisecond).
@@ -277,7 +280,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected transcripts as CSV")
     def export_csv(self, request, queryset):
-        sessions = list(queryset.select_related("profile").prefetch_related("transcript").order_by("created_at"))
+        sessions = self._with_transcripts(queryset)
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(
@@ -322,7 +325,7 @@ class AvatarSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected transcripts as plain text")
     def export_text(self, request, queryset):
-        sessions = list(queryset.select_related("profile").prefetch_related("transcript").order_by("created_at"))
+        sessions = self._with_transcripts(queryset)
         parts = [
             f"Session {s.id} ({s.status}{', ' + s.end_reason if s.end_reason else ''})\n"
             f"Profile {s.profile.name if s.profile else '–'}\n"

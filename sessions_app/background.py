@@ -1,10 +1,16 @@
-"""Tasks that outlive the request that happened to start them (the ingest writer, the reaper)."""
+"""Tasks that outlive the request that happened to start them (the ingest's writer, catch-up and feed, the reaper)."""
 
+import asyncio
 import contextvars
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
 
 from asgiref.sync import SyncToAsync
 
 from operations import logs
+
+T = TypeVar("T")
 
 
 def detached_context() -> contextvars.Context:
@@ -19,3 +25,17 @@ def detached_context() -> contextvars.Context:
     context.run(SyncToAsync.deadlock_context.set, False)
     context.run(logs.unbind)  # its log lines belong to no one request or session
     return context
+
+
+def per_loop(factory: Callable[[asyncio.AbstractEventLoop], T]) -> Callable[[], T]:
+    """A getter of one `factory(loop)` object per running event loop: Daphne runs one loop,
+    pytest-asyncio one per test, and an object holding futures or tasks belongs to its loop."""
+    objects: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        if loop not in objects:
+            objects[loop] = factory(loop)
+        return objects[loop]
+
+    return get

@@ -14,8 +14,9 @@ from control import relay
 from operations import logs, metrics
 
 from . import close_codes, credentials, feed, lifecycle
-from .ingest import IngestError, TokenBucket, decode_message, store_batch, validate_envelope
+from .ingest import store_batch
 from .models import LIVE_STATUSES, AvatarSession, SessionStatus
+from .protocol import IngestError, TokenBucket, decode_message, validate_envelope
 
 
 def _ends(item: dict) -> bool:

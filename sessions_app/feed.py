@@ -1,11 +1,17 @@
 """The live feed to staff: the session and transcript dicts its frames carry, and the broadcast."""
 
+import asyncio
 import logging
+import time
 from datetime import datetime
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.urls import reverse
 
+from operations import metrics
+
+from . import background
 from .models import AvatarSession, SessionStatus, TranscriptEntry
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,44 @@ def feed_frames(messages: list[dict]) -> list[dict]:
             message = {**message, "session": dicts[session.pk]}
         result.append(message)
     return result
+
+
+def publish(messages: list[dict]) -> None:
+    """Queue frames of what was just stored for the feed (see `send`); they go out in order, those
+    queued while a broadcast is on its way together in the next one."""
+    _sender().publish(messages)
+
+
+class _Sender:
+    """Broadcasts the queued frames with one group_send. On Redis, where a send costs a round trip
+    on every process, at most every INGEST_FEED_PERIOD seconds; in memory as soon as it can."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.outbox: list[dict] = []
+        self.queued_at = 0.0  # wall time the oldest frame in the outbox was queued
+        self.sent_at = -1e9  # loop time of the last broadcast
+        self.task: asyncio.Task | None = None
+
+    def publish(self, messages: list[dict]) -> None:
+        if not self.outbox:
+            self.queued_at = time.time()
+        self.outbox.extend(feed_frames(messages))  # built now: each shows the session as it is now
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self.run(), context=background.detached_context())
+
+    async def run(self) -> None:
+        while self.outbox:
+            wait = self.sent_at + settings.INGEST_FEED_PERIOD - self.loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            frames, self.outbox, queued_at = self.outbox, [], self.queued_at
+            self.sent_at = self.loop.time()
+            await group_send(frames)
+            metrics.FEED_LAG_SECONDS.observe(max(0.0, time.time() - queued_at))
+
+
+_sender = background.per_loop(_Sender)
 
 
 async def group_send(frames: list[dict]) -> None:

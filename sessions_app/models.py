@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import signals
@@ -101,6 +101,10 @@ class AvatarSessionQuerySet(models.QuerySet):
         seconds = settings.TOKEN_EXPIRY_SECONDS if after_seconds is None else after_seconds
         return self.filter(status=SessionStatus.CREATED, created_at__lt=now - timedelta(seconds=seconds))
 
+    def transcript_behind(self):
+        """Sessions with transcript events stored since their transcript was last built."""
+        return self.filter(transcript_version__gt=F("transcript_built_version"))
+
 
 class AvatarSession(models.Model):
     """One LiveAvatar conversation, from the token minted on a visit to its end."""
@@ -152,6 +156,10 @@ class AvatarSession(models.Model):
     # `transcript_position` entries for good (0: build from the first event).
     transcript_seq = models.PositiveIntegerField(default=0, editable=False)
     transcript_position = models.PositiveIntegerField(default=0, editable=False)
+    # Bumped with every round that stores transcript events; the transcript was last built from
+    # what was stored at `transcript_built_version`. Any process can tell a transcript behind.
+    transcript_version = models.PositiveIntegerField(default=0, editable=False)
+    transcript_built_version = models.PositiveIntegerField(default=0, editable=False)
 
     objects = AvatarSessionQuerySet.as_manager()
 

@@ -38,6 +38,11 @@ TRANSCRIPT_EVENTS = (
 )
 
 
+def lowest_transcript_seq(items: list[dict]) -> int | None:
+    """The lowest seq among forwarded items that can change the transcript, or None."""
+    return min((i["seq"] for i in items if i["event"]["event_type"] in TRANSCRIPT_EVENTS), default=None)
+
+
 @dataclass
 class _Turn:
     speaker: str

@@ -1,8 +1,8 @@
 """The stored transcript: rows rebuilt from forwarded events, incrementally from each session's checkpoint.
 
 `transcript` folds events into utterances (pure); this module reads the events, writes the rows that
-changed and keeps the sessions' metrics and checkpoints. The ingest writer calls `rebuild` after each
-round; reconciliation calls `write_entries`.
+changed and keeps the sessions' metrics and checkpoints. The transcript catch-up calls `rebuild`,
+reads call `bring_up_to_date`, reconciliation calls `write_entries`.
 """
 
 import contextlib
@@ -18,6 +18,7 @@ from profiles.models import AvatarProfile
 
 from . import feed, rawsql, transcript
 from .models import AvatarSession, SessionEvent, TranscriptEntry, TranscriptOrigin
+from .sqlite_writes import write_turn
 
 
 def _ms(value: datetime) -> int:
@@ -25,15 +26,27 @@ def _ms(value: datetime) -> int:
 
 
 METRIC_FIELDS = ("turn_count", "interruption_count", "median_latency_ms", "avatar_speaking_ms")
-CHECKPOINT_FIELDS = ("transcript_seq", "transcript_position")
+CHECKPOINT_FIELDS = ("transcript_seq", "transcript_position", "transcript_built_version")
 
 
-def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
+def bring_up_to_date(session_ids) -> None:
+    """Rebuild the transcripts among `session_ids` that are behind their stored events, whichever
+    process stored them: a read after an ack sees that ack's events. A build from the first event,
+    since the events a read finds unfolded may come before the checkpoint."""
+    behind = AvatarSession.objects.filter(pk__in=list(session_ids)).transcript_behind().values_list("pk", flat=True)
+    lowest = dict.fromkeys(behind, 0)
+    if lowest:
+        rebuild(lowest, write_turn)
+
+
+def rebuild(lowest: dict, writing=contextlib.nullcontext, folded: dict | None = None) -> dict:
     """Rebuild the transcripts of many sessions from their checkpoints.
 
     `lowest`: session id → the lowest transcript seq stored since its last rebuild (a late event
     before the checkpoint means a build from the first event). Returns session id → (session,
     entry dicts created or changed). A handful of queries whatever the number of sessions.
+    `folded`: the caller's memo of the entries before each checkpoint, kept between its rebuilds
+    (used by one thread at a time).
 
     The events are read and folded outside any transaction, so that events go on being stored
     meanwhile (by another thread or process). Only the writes take a transaction, a short one,
@@ -43,7 +56,8 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
     is planned again there.
     """
     ids = sorted(lowest, key=str)
-    plans = _plan(_sessions(ids), lowest)
+    folded = {} if folded is None else folded
+    plans = _plan(_sessions(ids), lowest, folded)
     with writing(), transaction.atomic():
         sessions = _sessions(ids, lock=True)  # a session deleted meanwhile is left out
         current = _entries_after({sid: plans[sid].start for sid in sessions})
@@ -52,12 +66,14 @@ def rebuild(lowest: dict, writing=contextlib.nullcontext) -> dict:
             for sid, session in sessions.items()
             if plans[sid].basis != (_checkpoint(session), current[sid])
         }
-        plans = {**{sid: plans[sid] for sid in sessions}, **_plan(stale, lowest)}
+        plans = {**{sid: plans[sid] for sid in sessions}, **_plan(stale, lowest, folded)}
         _apply(plans.values())
         _update_rows([plan.session for plan in plans.values()], [*METRIC_FIELDS, *CHECKPOINT_FIELDS])
     for sid, plan in plans.items():
         if plan.kept is not None:
-            _before_checkpoint[sid] = plan.kept
+            folded[sid] = plan.kept
+    if len(folded) > 20000:
+        folded.clear()
     return {sid: (plan.session, [feed.entry_dict(row) for row in plan.changed]) for sid, plan in plans.items()}
 
 
@@ -67,7 +83,11 @@ def _sessions(ids: list, lock: bool = False) -> dict:
     the query for 16 sessions."""
     meta, ops = AvatarSession._meta, connection.ops
     # Model.from_db takes the fields in the model's order.
-    fields = [f for f in meta.concrete_fields if f.name in ("id", "profile", *METRIC_FIELDS, *CHECKPOINT_FIELDS)]
+    fields = [
+        f
+        for f in meta.concrete_fields
+        if f.name in ("id", "profile", "transcript_version", *METRIC_FIELDS, *CHECKPOINT_FIELDS)
+    ]
     sessions = {}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -142,9 +162,6 @@ def _entries_after(positions: dict) -> dict:
     return after
 
 
-_before_checkpoint: dict = {}  # session id → ((transcript_seq, transcript_position), metric dicts of those entries)
-
-
 class _Plan:
     """What a rebuild of one session writes, made from `basis`: its checkpoint and the entries after
     `start` as they were read."""
@@ -154,7 +171,7 @@ class _Plan:
         self.full = False  # reconciliation's utterances among ours: rebuilt from every event, in `_apply`
         self.created, self.updated, self.deleted = [], [], []
         self.changed: list[TranscriptEntry] = []  # the rows created or changed, for the live feed
-        self.kept = None  # (checkpoint, metric dicts of the entries before it), for _before_checkpoint
+        self.kept = None  # (checkpoint, metric dicts of the entries before it), for the caller's memo
 
 
 def _apply(plans) -> None:
@@ -173,7 +190,7 @@ def _apply(plans) -> None:
     TranscriptEntry.objects.bulk_create(created)
 
 
-def _plan(sessions: dict, lowest: dict) -> dict:
+def _plan(sessions: dict, lowest: dict, folded: dict) -> dict:
     """Session id → _Plan, for `sessions` (id → session, checkpoint as stored; set to the plan's)."""
     plans: dict = {}
     starts = {
@@ -181,14 +198,14 @@ def _plan(sessions: dict, lowest: dict) -> dict:
         for sid, session in sessions.items()
     }
     for _ in range(2):
-        late = _plan_from(sessions, starts, plans)
+        late = _plan_from(sessions, starts, plans, folded)
         if not late:
             return plans
         starts = {sid: (0, 0) for sid in late}
     raise RuntimeError(f"transcript rebuild did not settle for {late}")  # a build from the first event has no floor
 
 
-def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
+def _plan_from(sessions: dict, starts: dict, plans: dict, folded: dict) -> list:
     """Plan the sessions of `starts` (session id → the (seq, position) to build after) into `plans`.
 
     Sets the sessions' metrics and checkpoints (unsaved); returns the ids of sessions that need
@@ -215,7 +232,7 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
     # build (keyed by the checkpoint, so a checkpoint another process moved reads them again).
     before: dict = {}
     for sid, start in starts.items():
-        cached = _before_checkpoint.get(sid)
+        cached = folded.get(sid)
         before[sid] = list(cached[1]) if cached and cached[0] == start else []
     missing = {sid: position for sid, (_, position) in starts.items() if position and not before[sid]}
     metric_columns = ["speaker", "interrupted", "latency_ms", "started_at", "ended_at"]
@@ -235,6 +252,7 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
         if any(row.origin != TranscriptOrigin.BROWSER for row in rows.values()):
             # Reconciliation placed LiveAvatar's utterances among ours (it resets the checkpoint to 0).
             plan.full = True
+            session.transcript_built_version = session.transcript_version
             plans[sid] = plan
             continue
         floor = _ms(before[sid][-1]["started_at"]) if before[sid] and before[sid][-1]["started_at"] else None
@@ -268,11 +286,10 @@ def _plan_from(sessions: dict, starts: dict, plans: dict) -> list:
         for name, value in transcript.metrics(before[sid]).items():
             setattr(session, name, value)
         session.transcript_seq, session.transcript_position = checkpoint or starts[sid]
+        session.transcript_built_version = session.transcript_version  # as read before the events were
         kept = session.transcript_position
         plan.kept = ((session.transcript_seq, kept), before[sid][:kept])
         plans[sid] = plan
-    if len(_before_checkpoint) > 20000:
-        _before_checkpoint.clear()
     return late
 
 

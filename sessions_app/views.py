@@ -16,7 +16,7 @@ from operations import logs, metrics
 from profiles import embedding
 from profiles.models import AvatarProfile
 
-from . import credentials, dashboard, feed, ingest, lifecycle
+from . import credentials, dashboard, feed, ingest, lifecycle, protocol
 from .liveavatar import LiveAvatarError
 from .minting import visitor_config
 from .models import AvatarSession
@@ -83,7 +83,7 @@ async def new_session(request):
 # Event beacon and staff dashboard.
 
 # Beacon rate limits, per session and per process. Cleared when it grows large: a reset only forgives.
-_beacon_buckets: dict[str, ingest.TokenBucket] = {}
+_beacon_buckets: dict[str, protocol.TokenBucket] = {}
 
 
 def _ingest_error(code: str, message: str, status: int) -> JsonResponse:
@@ -106,14 +106,14 @@ async def session_events(request, session_id):
     if len(_beacon_buckets) > 10_000:
         _beacon_buckets.clear()
     bucket = _beacon_buckets.setdefault(
-        str(session_id), ingest.TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
+        str(session_id), protocol.TokenBucket(settings.INGEST_RATE_PER_SECOND, settings.INGEST_RATE_BURST)
     )
     try:
-        items = ingest.parse_message(request.body)
+        items = protocol.parse_message(request.body)
         if not bucket.take(max(1, len(items))):
             return _ingest_error("rate_limited", "Too many events; send them again later.", 429)
         result = await ingest.store_batch(session, items)
-    except ingest.IngestError as exc:
+    except protocol.IngestError as exc:
         return _ingest_error(exc.code, exc.message, exc.http_status)
     metrics.rejected(result.errors)
     return JsonResponse({"acked": result.acked, "errors": result.errors})

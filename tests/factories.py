@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from sessions_app import ingest
+from sessions_app import ingest, transcript_rows
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus, TranscriptEntry
 
 PASSWORD = "pass-word-42"
@@ -34,9 +34,11 @@ def session(status=SessionStatus.ENDED, at=None, lines=(), **fields) -> AvatarSe
 
 
 def recorded_session(**fields) -> AvatarSession:
-    """A session holding the fixture conversation, stored through the real ingest path."""
+    """A session holding the fixture conversation, stored through the real ingest path, read as
+    the API reads it (its transcript brought up to date)."""
     row = AvatarSession.objects.create(**fields)
     async_to_sync(ingest.store_batch)(row, CONVERSATION)
+    transcript_rows.bring_up_to_date([row.pk])
     return AvatarSession.objects.get(pk=row.pk)
 
 

@@ -16,6 +16,7 @@ from control.models import ControlCommand, Outcome
 from sessions_app import credentials
 from sessions_app.ingest import store_batch
 from sessions_app.models import ApiKey, AvatarSession, SessionStatus
+from tests.waiting import transcript_caught_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -261,6 +262,7 @@ async def test_a_line_sent_through_control_is_stored_with_its_origin():
         session, [{"seq": seq, "ts": 1764081234567 + seq, "source": s, "event": e} for seq, s, e in items]
     )
     assert result.acked == list(range(1, 9))
+    await transcript_caught_up(session.pk)
     entries = [e async for e in session.transcript.order_by("position")]
     assert [(e.text, e.sent_by, e.speaker_words) for e in entries] == [
         ("Hi", "staff:alice", "Avatar (on behalf of staff member alice)"),

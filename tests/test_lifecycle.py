@@ -10,6 +10,7 @@ from django.utils import timezone
 from sessions_app import ingest, lifecycle, liveavatar, minting
 from sessions_app.models import AvatarSession, EndReason, SessionStatus, TranscriptOrigin
 from tests.livekit_client import TestClient
+from tests.waiting import transcript_caught_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,6 +60,7 @@ class Page:
 
 
 async def transcript_of(session):
+    await transcript_caught_up(session.pk)
     return [(e.speaker, e.text, e.origin) async for e in session.transcript.order_by("position")]
 
 

@@ -7,7 +7,7 @@ from django.test import override_settings
 from privacy.models import SessionRedactions
 from privacy.redaction import Policy, redact
 from privacy.tasks import count_redactions
-from sessions_app import ingest, lifecycle
+from sessions_app import ingest, lifecycle, transcript_rows
 from sessions_app.models import AvatarSession, SessionEvent, TranscriptEntry
 
 US = Policy(enabled=True, kinds=frozenset({"email", "phone", "card", "iban"}), region="US")
@@ -88,7 +88,9 @@ def session(db):
 
 
 def store(session, items):
+    """Through the ingest, then read as the API reads (the transcript brought up to date)."""
     async_to_sync(ingest.store_batch)(session, items)
+    transcript_rows.bring_up_to_date([session.pk])
 
 
 def stored_text(session) -> str:

@@ -13,15 +13,12 @@ from sessions_app.models import AvatarSession
 from sessions_app.schemas import SessionOut, TranscriptEntryOut
 
 METRICS = ("turn_count", "interruption_count", "median_latency_ms", "avatar_speaking_ms")
-# Any seq above the checkpoint: a rebuild from it, bringing the transcript up to date.
-UP_TO_DATE = 2**31 - 1
 
 
 def build(event_type: str, session_id, occurred_at) -> dict:
     """The payload of an event of a session, from what is stored now (redacted text only)."""
     if event_type != "session.started":
-        # Stored events the ingest has not folded into the transcript yet (under load it lags a moment).
-        transcript_rows.rebuild({session_id: UP_TO_DATE})
+        transcript_rows.bring_up_to_date([session_id])
     session = AvatarSession.objects.get(pk=session_id)
     data = {"session": SessionOut.model_validate(session).model_dump()}
     if event_type != "session.started":

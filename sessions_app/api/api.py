@@ -22,7 +22,7 @@ from operations import logs, metrics
 from profiles import embedding
 from profiles.api import router as profiles_router
 
-from .. import exports, ingest, lifecycle, minting
+from .. import exports, ingest, lifecycle, minting, protocol, transcript_rows
 from ..liveavatar import LiveAvatarError
 from ..models import ApiKey, AvatarSession, CreatedVia, EndReason, TranscriptEntry
 from ..schemas import EventOut, SessionOut
@@ -104,8 +104,8 @@ def on_http_error(request, exc: HttpError):
     return response
 
 
-@api.exception_handler(ingest.IngestError)
-def on_ingest_error(request, exc: ingest.IngestError):
+@api.exception_handler(protocol.IngestError)
+def on_ingest_error(request, exc: protocol.IngestError):
     # The forwarding protocol's own codes (too_large, bad_envelope, server_busy...), as on the websocket.
     metrics.EVENTS_REJECTED.labels(exc.code).inc()
     return error(request, exc.http_status, exc.message, exc.code)
@@ -128,6 +128,8 @@ def on_validation_error(request, exc: ValidationError):
 
 
 def _session(session_id: uuid.UUID) -> AvatarSession:
+    """The session, its transcript holding every event acknowledged so far."""
+    transcript_rows.bring_up_to_date([session_id])
     return get_object_or_404(AvatarSession.objects.select_related("profile"), pk=session_id)
 
 
@@ -209,6 +211,8 @@ def list_sessions(request, filters: Query[SessionFilters]):
         sessions = sessions.filter(created_at__gte=filters.created_after)
     if filters.created_before:
         sessions = sessions.filter(created_at__lt=filters.created_before)
+    # Sessions still being forwarded, newest first: as many as a page holds.
+    transcript_rows.bring_up_to_date(sessions.transcript_behind().values_list("pk", flat=True)[: Pages.MAX_PAGE_SIZE])
     if filters.q:
         said = TranscriptEntry.objects.filter(session=OuterRef("pk"), text__icontains=filters.q)
         sessions = sessions.filter(Exists(said))
@@ -280,7 +284,7 @@ def list_events(request, session_id: uuid.UUID):
 async def send_events(request, session_id: uuid.UUID, batch: EventBatchIn):
     logs.bind_session(session_id)
     session = await aget_object_or_404(AvatarSession.objects.select_related("profile"), pk=session_id)
-    result = await ingest.store_batch(session, ingest.validate_envelope(batch.model_dump()))
+    result = await ingest.store_batch(session, protocol.validate_envelope(batch.model_dump()))
     metrics.rejected(result.errors)
     return {"acked": result.acked, "errors": result.errors}
 

@@ -140,9 +140,11 @@ class TranscriptOut(Schema):
 class Pages(PageNumberPagination):
     """?page=&page_size= ; answers {"items": [...], "count": total}."""
 
+    MAX_PAGE_SIZE = 200
+
     class Input(Schema):
         page: int = Field(1, ge=1, le=1_000_000)
         page_size: int = Field(50, ge=1, le=200)
 
     def __init__(self, **kwargs):
-        super().__init__(page_size=50, max_page_size=200, **kwargs)
+        super().__init__(page_size=50, max_page_size=self.MAX_PAGE_SIZE, **kwargs)

@@ -1,0 +1,19 @@
+"""Waiting on the transcript catch-up's rule: a transcript is at most REBUILD_GAP behind its last ack."""
+
+import asyncio
+import time
+
+from sessions_app.models import AvatarSession
+from sessions_app.transcript_catchup import REBUILD_GAP
+
+# Seconds a loaded test machine may add to the rule (a thread not scheduled, a slow disk).
+SLACK = 5.0
+
+
+async def transcript_caught_up(session_id, within: float = REBUILD_GAP + SLACK) -> AvatarSession:
+    """The session once its transcript holds every event stored, failing after `within` seconds."""
+    deadline = time.monotonic() + within
+    while await AvatarSession.objects.transcript_behind().filter(pk=session_id).aexists():
+        assert time.monotonic() < deadline, f"the transcript of {session_id} is still behind after {within} s"
+        await asyncio.sleep(0.02)
+    return await AvatarSession.objects.aget(pk=session_id)
