@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -173,8 +172,9 @@ _sql: dict = {}  # connection vendor → the statements of _touch_and_insert, bu
 
 
 def _statements() -> dict:
-    """UPDATE … RETURNING SESSION_FIELDS (with the converters of their columns), and the INSERT of
-    events (plain, and on PostgreSQL the same inside a WITH), for the current connection."""
+    """UPDATE … RETURNING SESSION_FIELDS (with the converters of their columns), the transcript_version
+    bump, and the INSERT of events (plain, and on PostgreSQL the same inside a WITH), for the
+    current connection."""
     built = _sql.get(connection.vendor)
     if built is not None:
         return built
@@ -190,8 +190,10 @@ def _statements() -> dict:
     event_columns = ", ".join(ops.quote_name(f.column) for f in events)
     on_conflict = OnConflict.IGNORE
     insert = f"{ops.insert_statement(on_conflict=on_conflict)} {ops.quote_name(SessionEvent._meta.db_table)} ({event_columns}) VALUES {{rows}} {ops.on_conflict_suffix_sql(events, on_conflict, None, None)}"  # noqa: E501
+    version = ops.quote_name(meta.get_field("transcript_version").column)
     built = {
         "touch": touch,
+        "bump": f"UPDATE {ops.quote_name(meta.db_table)} SET {version} = {version} + 1 WHERE {pk} IN ({{ids}})",
         "converters": rawsql.converters(meta, fields),
         "names": [f.attname for f in fields],
         "insert": insert,
@@ -252,10 +254,13 @@ def _touch_and_insert(by_session: dict, now: datetime) -> dict:
             chunk = rows[start : start + INSERT_CHUNK]
             cursor.execute(sql["insert"].format(rows=", ".join([sql["row"]] * len(chunk))), _event_params(chunk, now))
             inserted += cursor.rowcount
-    # After the events: a reader that finds the version bumped finds them stored.
-    fresh = [sid for sid in sessions if transcript.lowest_transcript_seq(by_session[sid]) is not None]
-    if fresh:
-        AvatarSession.objects.filter(pk__in=fresh).update(transcript_version=F("transcript_version") + 1)
+        # After the events: a reader that finds the version bumped finds them stored.
+        fresh = [sid for sid in sessions if transcript.lowest_transcript_seq(by_session[sid]) is not None]
+        if fresh:
+            cursor.execute(
+                sql["bump"].format(ids=", ".join(["%s"] * len(fresh))),
+                [pk.get_db_prep_value(sid, connection) for sid in fresh],
+            )
     metrics.EVENTS_STORED.inc(inserted)
     metrics.EVENTS_DUPLICATE.inc(offered - inserted)
     return sessions

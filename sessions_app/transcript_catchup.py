@@ -20,8 +20,8 @@ from .sqlite_writes import write_turn
 
 log = logging.getLogger(__name__)
 
-REBUILD_EVERY = 1.0  # seconds from the start of one sweep to the start of the next
-REBUILD_GAP = 1.5  # seconds a transcript may be behind its last ack: a sweep interval and the sweep itself
+REBUILD_EVERY = 2.0  # seconds from the start of one sweep to the start of the next
+REBUILD_GAP = 2.5  # seconds a transcript may be behind its last ack: a sweep interval and the sweep itself
 REBUILD_CHUNK = 32  # sessions rebuilt together at most: the rebuild's write transaction stays short
 
 
