@@ -130,8 +130,8 @@ async def test_staff_get_a_snapshot_then_every_change_as_it_is_stored():
 
 
 async def test_a_burst_from_many_sessions_reaches_the_feed_in_two_channel_messages(monkeypatch):
-    """A burst is load: its batches go out as stored, its transcripts (and the new metrics) once
-    the rebuilder has built them."""
+    """A burst from 20 sessions goes out as stored in one channel message, and their transcripts
+    (with the new metrics) in one more once the catch-up has built them."""
     from channels.layers import get_channel_layer
 
     staff = await User.objects.acreate(username="staff", is_staff=True)

@@ -106,8 +106,8 @@ def test_the_dashboard_reads_cleanly_and_the_admin_links_to_it(daphne_server, br
 
 
 def test_under_load_each_card_counts_what_its_transcript_shows(daphne_server, browser):
-    """Ten conversations forwarded at once are load: their transcripts are built after their events'
-    frames went out (on the rebuilder), and each card's counts follow."""
+    """Ten conversations forwarded at once: the catch-up builds their transcripts after their events'
+    frames went out, and each card's counts follow."""
     User.objects.create_user("staff", password="pass-word-42", is_staff=True)
     sessions = [AvatarSession.objects.create(status=SessionStatus.ACTIVE) for _ in range(10)]
     staff = browser.new_context().new_page()

@@ -17,3 +17,12 @@ async def transcript_caught_up(session_id, within: float = REBUILD_GAP + SLACK) 
         assert time.monotonic() < deadline, f"the transcript of {session_id} is still behind after {within} s"
         await asyncio.sleep(0.02)
     return await AvatarSession.objects.aget(pk=session_id)
+
+
+def transcript_caught_up_sync(session_id, within: float = REBUILD_GAP + SLACK) -> AvatarSession:
+    """transcript_caught_up, for a synchronous test (the browser tests)."""
+    deadline = time.monotonic() + within
+    while AvatarSession.objects.transcript_behind().filter(pk=session_id).exists():
+        assert time.monotonic() < deadline, f"the transcript of {session_id} is still behind after {within} s"
+        time.sleep(0.02)
+    return AvatarSession.objects.get(pk=session_id)

@@ -15,6 +15,7 @@ from sessions_app.emulator import agent
 from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionStatus
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
+from tests.waiting import transcript_caught_up_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -141,7 +142,7 @@ def test_an_allowed_site_embeds_the_profile_and_holds_a_whole_conversation(daphn
         "end_reason": "USER_CLOSED",
     }
     wait_for(lambda: AvatarSession.objects.get().status == SessionStatus.ENDED)
-    session.refresh_from_db()
+    session = transcript_caught_up_sync(session.pk)
     assert session.end_reason == "USER_CLOSED"
     assert EmulatedSession.objects.get(pk=session.liveavatar_session_id).status == EmulatedSession.ENDED
     entries = list(session.transcript.values_list("speaker", "text"))

@@ -12,6 +12,7 @@ from sessions_app.emulator import agent
 from sessions_app.models import SessionEvent, TranscriptEntry
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
 from tests.speech import PHRASE, speech_wav
+from tests.waiting import transcript_caught_up_sync
 from tests.webhook_receiver import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -59,6 +60,7 @@ def end(page):
     page.get_by_role("button", name="End conversation").click()
     expect(page.get_by_role("status")).to_have_text(re.compile(r"^Ended"))
     page.wait_for_function("() => window.avatarApp.conversation.forwarder.queue.size === 0")
+    transcript_caught_up_sync(sid)
     return sid
 
 

@@ -18,6 +18,7 @@ from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionEvent, SessionStatus, TranscriptEntry
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC, free_port
 from tests.tcp_proxy import PausableProxy
+from tests.waiting import transcript_caught_up_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -91,13 +92,15 @@ def wait_forwarded(page):
 
 
 def end_with_every_event_stored(page):
-    """End the conversation; every event the page made is stored, none missing (returns the session id)."""
+    """End the conversation; every event the page made is stored, none missing, and folded into the
+    transcript (returns the session id)."""
     sid = session_id(page)
     page.get_by_role("button", name="End conversation").click()
     expect(page.get_by_role("status")).to_have_text(re.compile("^Ended"))
     made = page.evaluate("window.avatarApp.conversation.forwarder.queue.next - 1")
     wait_forwarded(page)
     assert stored_seqs(sid) == list(range(1, made + 1))
+    transcript_caught_up_sync(sid)
     return sid
 
 
@@ -173,6 +176,7 @@ def test_it_holds_a_whole_conversation(any_start_server, launch):
     expect(page.get_by_role("region", name="Talk to the avatar")).to_be_hidden()
     assert seen_states(page) == ["idle", "connecting", "live", "ending", "ended"]
     wait_forwarded(page)
+    transcript_caught_up_sync(sid)
 
     session = AvatarSession.objects.get(id=sid)
     assert session.status == SessionStatus.ENDED
