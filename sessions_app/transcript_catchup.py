@@ -20,7 +20,9 @@ from .sqlite_writes import write_turn
 
 log = logging.getLogger(__name__)
 
-REBUILD_EVERY = 2.0  # seconds from the start of one sweep to the start of the next
+# Seconds from the start of one sweep to the start of the next. A rebuild costs about the same however
+# few events it adds: at 1 s the ingest spent a third more CPU per event.
+REBUILD_EVERY = 2.0
 REBUILD_GAP = 2.5  # seconds a transcript may be behind its last ack: a sweep interval and the sweep itself
 REBUILD_CHUNK = 32  # sessions rebuilt together at most: the rebuild's write transaction stays short
 
