@@ -75,6 +75,13 @@ class _Catchup:
 _catchup = background.per_loop(_Catchup)
 
 
+async def idle() -> None:
+    """Wait until this event loop's catch-up has nothing left to sweep (for a caller about to drop the database)."""
+    task = _catchup().task
+    if task is not None:
+        await task
+
+
 def _rebuild(lowest: dict, folded: dict) -> dict:
     """transcript_rows.rebuild on the catch-up's thread, with Django's checks of its connection."""
     close_old_connections()

@@ -7,7 +7,7 @@ from django.test import override_settings
 from privacy.models import SessionRedactions
 from privacy.redaction import Policy, redact
 from privacy.tasks import count_redactions
-from sessions_app import ingest, lifecycle, transcript_rows
+from sessions_app import ingest, lifecycle, transcript_catchup
 from sessions_app.models import AvatarSession, SessionEvent, TranscriptEntry
 
 US = Policy(enabled=True, kinds=frozenset({"email", "phone", "card", "iban"}), region="US")
@@ -88,9 +88,14 @@ def session(db):
 
 
 def store(session, items):
-    """Through the ingest, then read as the API reads (the transcript brought up to date)."""
-    async_to_sync(ingest.store_batch)(session, items)
-    transcript_rows.bring_up_to_date([session.pk])
+    """Through the ingest and its transcript catch-up, which has finished when this returns (its
+    thread is not left reading while the test's database is flushed)."""
+
+    async def stored():
+        await ingest.store_batch(session, items)
+        await transcript_catchup.idle()
+
+    async_to_sync(stored)()
 
 
 def stored_text(session) -> str:

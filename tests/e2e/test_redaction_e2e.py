@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from sessions_app.models import AvatarSession, TranscriptEntry
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
 from tests.e2e.test_visitor_page import session_id, start, transcript_items, wait_avatar_quiet, wait_forwarded
+from tests.waiting import transcript_caught_up_sync
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +45,7 @@ def test_what_a_visitor_types_is_stored_without_personal_data(daphne_server, lau
     page.get_by_role("button", name="End conversation").click()
     expect(page.get_by_role("status")).to_have_text(re.compile(r"^Ended\."))
     wait_forwarded(page)
+    transcript_caught_up_sync(sid)
 
     typed = TranscriptEntry.objects.get(session_id=sid, position=2)
     assert typed.text == "I am [email], call me on [phone], my card is [card]"
