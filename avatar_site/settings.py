@@ -116,12 +116,10 @@ TEMPLATES = [
     },
 ]
 
-# Database: SQLite file by default, DATABASE_URL (PostgreSQL) in production. Persistent
-# connections matter: with database_sync_to_async every call otherwise reconnects.
+# Database: SQLite file by default, DATABASE_URL (PostgreSQL) in production.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
         # Off: a health check is a `SELECT 1` before every database_sync_to_async call. A broken
         # connection fails one call instead (the ingest answers server_busy, the page re-sends) and
         # Django closes it right after (errors_occurred → is_usable() → close).
@@ -129,6 +127,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Persistent: with database_sync_to_async every call otherwise reconnects. Under ASGI an HTTP
+    # request's calls run on a thread of the request's own, and its connection closes with it.
+    DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60)
     # WAL lets the ingest write while the dashboard reads; the timeout rides out short locks.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
@@ -139,9 +140,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # several test runs on one machine keep apart.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db{os.environ.get('TEST_DB_SUFFIX', '')}.sqlite3")}
 else:
-    # Parameters travel apart from the statement (psycopg's C code dumps them) and repeated
-    # statements get prepared, instead of psycopg merging every value into the SQL text in Python.
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
+    # Django's pool, not persistent connections, as its docs advise under ASGI: a request's calls
+    # run on a thread of its own, so a persistent connection was a new PostgreSQL session a visit.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # A database that is down is reported within 3 s, not psycopg_pool's 30 s; a pool that has
+        # no connection free for that long is overloaded, and the call fails as in an outage.
+        "pool": {"min_size": 2, "max_size": envint("DATABASE_POOL_SIZE", 10), "timeout": 3},
+        # Parameters travel apart from the statement (psycopg's C code dumps them) and repeated
+        # statements get prepared, instead of psycopg merging every value into the SQL text in Python.
+        "server_side_binding": True,
+    }
     DATABASES["default"]["TEST"] = {"NAME": f"test_avatar_site{os.environ.get('TEST_DB_SUFFIX', '').replace('-', '_')}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -93,7 +93,7 @@ class DaphneServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited early; see {self.log_path}")
             try:
-                httpx.get(f"{self.url}/healthz", timeout=1)
+                httpx.get(f"{self.url}/healthz/live", timeout=1)  # up, whatever its database
                 return self
             except httpx.HTTPError:
                 time.sleep(0.1)
