@@ -1,5 +1,6 @@
 """POST /api/v1/sessions/{id}/commands: staff (the dashboard) and other systems drive a live conversation."""
 
+import re
 import uuid
 from typing import Annotated, Literal
 
@@ -22,9 +23,15 @@ ERROR_CODES = {409: "not_live", 429: "throttled", 504: "page_timeout"}
 router = Router(tags=["control"])
 
 
+# What says nothing: NUL, and every character Python, JSON Schema (ECMAScript) or pydantic (Rust)
+# takes for white space, spelled out because their `\s` differ (Python's has \x1c-\x1f, ECMAScript's \ufeff).
+BLANK = r"\x00\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_SAYS_SOMETHING = re.compile(f"[^{BLANK}]")
+
+
 def _something_to_say(value):
     # Before the pattern below, whose own message would only quote the pattern.
-    if isinstance(value, str) and not value.strip():
+    if isinstance(value, str) and not _SAYS_SOMETHING.search(value):
         raise ValueError("text must say something: it is empty or only spaces")
     return value
 
@@ -39,7 +46,7 @@ class SpeakIn(Schema):
         min_length=1,
         max_length=settings.CONTROL_MAX_TEXT_CHARS,
         # Something to say (not only spaces), and no NUL: PostgreSQL refuses it in text.
-        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
+        pattern=rf"^[^\x00]*[^{BLANK}][^\x00]*$",
         description=f"At most {settings.CONTROL_MAX_TEXT_CHARS} characters.",
     )
 

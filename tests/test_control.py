@@ -4,6 +4,7 @@ who may send is checked."""
 
 import asyncio
 import json
+import subprocess
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -189,6 +190,30 @@ async def test_bad_commands_are_refused_with_422_and_nothing_is_sent(control_key
     response = await send(session, body, **bearer(control_key))
     assert response.status_code == 422
     assert problem in response.json()["message"]
+    assert await ControlCommand.objects.acount() == 0
+
+
+# Every character some regex flavour takes for white space, and NUL.
+BLANKS = [c for c in map(chr, range(0x3001)) if c.isspace()] + ["\ufeff", "\x00"]
+
+
+def ecmascript_matches(pattern: str, texts: list[str]) -> list[bool]:
+    """Whether each text matches a JSON Schema pattern as an ECMAScript engine (node) reads it."""
+    script = "const [p, t] = JSON.parse(require('fs').readFileSync(0)); console.log(JSON.stringify(t.map(x => new RegExp(p, 'u').test(x))))"  # noqa: E501
+    done = subprocess.run(["node", "-e", script], input=json.dumps([pattern, texts]), capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+async def test_text_of_blank_characters_only_is_refused_as_the_published_schema_says(control_key):
+    session = await live_session()
+    for blank in BLANKS:
+        response = await send(session, {"command": "speak_text", "text": blank * 3}, **bearer(control_key))
+        assert response.status_code == 422, repr(blank)
+        assert "text must say something" in response.json()["message"]
+    schema = (await AsyncClient().get("/api/v1/openapi.json")).json()
+    pattern = schema["components"]["schemas"]["SpeakIn"]["properties"]["text"]["pattern"]
+    assert ecmascript_matches(pattern, [b * 3 for b in BLANKS]) == [False] * len(BLANKS)
+    assert ecmascript_matches(pattern, [" hello ", "\x1eok"]) == [True, True]
     assert await ControlCommand.objects.acount() == 0
 
 
