@@ -24,5 +24,5 @@ def test_page_visits_share_a_few_database_sessions(make_daphne_server):
     for _ in range(VISITS):
         page = httpx.get(f"{server.url}/", timeout=10)
         assert page.status_code == 200 and "session_token" in page.text
-    opened = sessions_opened(dbname) - before - 1  # less the count's own session
+    opened = sessions_opened(dbname) - before - 1  # less the session of the first count itself
     assert opened <= POOL_SIZE, f"{VISITS} page visits opened {opened} database sessions"
