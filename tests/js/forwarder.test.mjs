@@ -98,12 +98,15 @@ test("after a cut, unacked events are re-sent on the new socket with back-off", 
   forwarder.record("server", { event_type: "avatar.speak_ended", event_id: "e9" }); // while down
   await tick();
   assert.equal(timers.delays().length, 1);
+  // 0.5 s, then 1 s, each ±25 % of jitter: the ranges do not overlap.
   const firstDelay = timers.delays()[0];
+  assert.ok(firstDelay >= 375 && firstDelay <= 625, `first wait ${firstDelay} ms`);
   timers.runAll();
   const second = socket();
   assert.notEqual(second, first);
   second.close(1006); // fails again before opening: the next wait is longer
-  assert.ok(timers.delays()[0] > firstDelay * 1.3);
+  const secondDelay = timers.delays()[0];
+  assert.ok(secondDelay >= 750 && secondDelay <= 1250, `second wait ${secondDelay} ms`);
   timers.runAll();
   socket().open();
   assert.deepEqual(socket().seqs, [2, 3, 4]);
