@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 from sessions_app import credentials
 from sessions_app.models import AvatarSession
 from tests.conftest import free_port
+from tests.waiting import wait_for
 
 CONVERSATION = json.loads((Path(__file__).parent / "fixtures" / "conversation.json").read_text())["events"]
 TOKEN = "scrape-token-0123456789"
@@ -33,15 +34,6 @@ def scrape(server) -> dict:
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
-
-
-def scrape_until(server, condition, within: float = 10.0) -> dict:
-    """The first scrape for which condition(figures) holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition(figures := scrape(server)):
-        assert time.monotonic() < deadline, f"no scrape met the condition within {within} s"
-        time.sleep(0.05)
-    return figures
 
 
 def value(figures: dict, name: str, **labels) -> float:
@@ -81,8 +73,12 @@ def test_a_conversation_moves_the_counters_by_what_it_did(make_daphne_server):
         bad = {"seq": 999, "source": "nobody", "event": {"event_type": "x"}}
         assert send(socket, [bad])["code"] == "bad_event"
     assert moved(before, during, "avatar_site_open_sockets", kind="forwarding") == 1
-    # The live feed goes out after the acks (on Redis at most every INGEST_FEED_PERIOD): two broadcasts.
-    after = scrape_until(server, lambda figures: moved(before, figures, "avatar_site_feed_lag_seconds_count") >= 2)
+
+    def two_broadcasts():  # the live feed goes out after the acks (on Redis at most every INGEST_FEED_PERIOD)
+        figures = scrape(server)
+        return figures if moved(before, figures, "avatar_site_feed_lag_seconds_count") >= 2 else None
+
+    after = wait_for(two_broadcasts, 10, "two live-feed broadcasts")
     assert moved(before, after, "avatar_site_events_stored_total") == len(CONVERSATION)
     assert moved(before, after, "avatar_site_events_duplicate_total") == 5
     assert moved(before, after, "avatar_site_events_rejected_total", reason="bad_event") == 1

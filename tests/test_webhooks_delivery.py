@@ -6,7 +6,8 @@ import json
 import pytest
 
 from sessions_app.models import ApiKey, AvatarSession
-from tests.webhook_receiver import Receiver, Worker, wait_for
+from tests.waiting import wait_for
+from tests.webhook_receiver import Receiver, Worker
 from webhooks.models import Delivery, DeliveryStatus, Endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)

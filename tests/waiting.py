@@ -1,4 +1,5 @@
-"""Waiting on the transcript catch-up's rule: a transcript is at most REBUILD_GAP behind its last ack."""
+"""Waiting on stated conditions: any condition, and the transcript catch-up's rule (a transcript is at
+most REBUILD_GAP behind its last ack)."""
 
 import asyncio
 import time
@@ -26,3 +27,14 @@ def transcript_caught_up_sync(session_id, within: float = REBUILD_GAP + SLACK) -
         assert time.monotonic() < deadline, f"the transcript of {session_id} is still behind after {within} s"
         time.sleep(0.02)
     return AvatarSession.objects.get(pk=session_id)
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
+    """What `condition()` returns once it is true, polling; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -119,14 +118,3 @@ class Worker:
                 self.kill()
         self.log.close()
         self.log_path.unlink(missing_ok=True)
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
-    """Poll `condition` until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

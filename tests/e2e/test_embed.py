@@ -3,7 +3,6 @@ profile with the snippet and holds a whole conversation; a foreign site gets not
 hears postMessage events from the site's origin; a phone gets the overlay."""
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sessions_app.emulator import agent
 from sessions_app.emulator.models import EmulatedSession
 from sessions_app.models import AvatarSession, SessionStatus
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
-from tests.waiting import transcript_caught_up_sync
+from tests.waiting import transcript_caught_up_sync, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -95,13 +94,6 @@ def open_page(launch_browser, url=None, **context):
 
 def heard(page) -> list[dict]:
     return page.evaluate("window.heard")
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_an_allowed_site_embeds_the_profile_and_holds_a_whole_conversation(daphne_server, host_site, launch_browser):

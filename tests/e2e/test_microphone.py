@@ -12,8 +12,7 @@ from sessions_app.emulator import agent
 from sessions_app.models import SessionEvent, TranscriptEntry
 from tests.conftest import BROWSER_TIMEOUT_MS, FAKE_MIC, GRANT_MIC
 from tests.speech import PHRASE, speech_wav
-from tests.waiting import transcript_caught_up_sync
-from tests.webhook_receiver import wait_for
+from tests.waiting import transcript_caught_up_sync, wait_for
 
 pytestmark = pytest.mark.e2e
 
