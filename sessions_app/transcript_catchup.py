@@ -68,8 +68,10 @@ class _Catchup:
                         continue
                     feed.publish(_frames(rebuilt))
         finally:
-            thread.submit(connections.close_all)  # the thread's own connection, closed in it
+            closed = thread.submit(connections.close_all)  # the thread's own connection, closed in it
             thread.shutdown(wait=False)
+            # Cancelled with its loop, a rebuild may still run on the thread: nothing of it outlives the loop.
+            await asyncio.wrap_future(closed)
 
 
 _catchup = background.per_loop(_Catchup)
